@@ -1,0 +1,89 @@
+"""Qualified names through imports: ``F.dropout`` -> ``torch.nn.functional.dropout``.
+
+A light import table instead of LibCST's QualifiedNameProvider, which costs
+several times the parse (see DESIGN.md). Imports anywhere in the file count,
+because training scripts often import inside functions.
+"""
+
+from __future__ import annotations
+
+import libcst as cst
+
+
+def dotted_name(node: cst.BaseExpression) -> str | None:
+    """``a.b.c`` for a Name/Attribute chain, else None."""
+    parts: list[str] = []
+    while isinstance(node, cst.Attribute):
+        parts.append(node.attr.value)
+        node = node.value
+    if not isinstance(node, cst.Name):
+        return None
+    parts.append(node.value)
+    return ".".join(reversed(parts))
+
+
+class ImportTable:
+    """Maps local names bound by imports to the qualified names they stand for."""
+
+    def __init__(self, package: str | None = None) -> None:
+        self._package = package
+        self._bindings: dict[str, str] = {}
+
+    def add(self, node: cst.Import | cst.ImportFrom) -> None:
+        if isinstance(node, cst.Import):
+            for alias in node.names:
+                full = dotted_name(alias.name)
+                if full is None:
+                    continue
+                if alias.asname is not None:
+                    self._bind(alias.asname.name, full)
+                else:
+                    # ``import torch.nn`` binds ``torch`` to the package ``torch``.
+                    head = full.split(".", 1)[0]
+                    self._bind(cst.Name(head), head)
+            return
+        module = self._from_module(node)
+        if module is None or isinstance(node.names, cst.ImportStar):
+            return
+        for alias in node.names:
+            name = dotted_name(alias.name)
+            if name is None:
+                continue
+            target = alias.asname.name if alias.asname is not None else alias.name
+            self._bind(target, f"{module}.{name}" if module else name)
+
+    def _bind(self, target: cst.BaseExpression, qualified: str) -> None:
+        if isinstance(target, cst.Name):
+            # First binding wins: later rebindings are usually try/except fallbacks.
+            self._bindings.setdefault(target.value, qualified)
+
+    def _from_module(self, node: cst.ImportFrom) -> str | None:
+        module = dotted_name(node.module) if node.module is not None else ""
+        level = len(node.relative)
+        if level == 0:
+            return module
+        if self._package is None:
+            # Unknown package: keep the dots so the name stays recognisably relative.
+            return "." * level + (module or "")
+        base = self._package.split(".")
+        base = base[: len(base) - (level - 1)] if level > 1 else base
+        return ".".join([*base, module] if module else base)
+
+    def resolve(self, node: cst.BaseExpression) -> str | None:
+        """The qualified name of a Name/Attribute chain whose head is imported."""
+        name = dotted_name(node)
+        if name is None:
+            return None
+        return self.resolve_dotted(name)
+
+    def resolve_dotted(self, name: str) -> str | None:
+        head, _, rest = name.partition(".")
+        bound = self._bindings.get(head)
+        if bound is None:
+            return None
+        return f"{bound}.{rest}" if rest else bound
+
+    def imports_anything_from(self, *prefixes: str) -> bool:
+        return any(
+            q == p or q.startswith(p + ".") for q in self._bindings.values() for p in prefixes
+        )

@@ -1,0 +1,311 @@
+"""The command line: ``bnlint [check] PATHS``, ``bnlint rules``, ``bnlint explain CODE``.
+
+Exit codes: 0 no problems, 1 problems (or, with --diff, changes to make),
+2 a usage or configuration error, or a bug in bnlint.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from bnlint import __version__
+from bnlint.config import Config, ConfigError, apply_settings, find_pyproject, load_config
+from bnlint.discovery import discover
+from bnlint.engine import FileResult, input_diagnostic, lint_files, lint_source, package_of
+from bnlint.fixer import fix_text
+from bnlint.output import Report, formatters
+from bnlint.output.text import summary
+from bnlint.rules import ALL_RULES, RULES_BY_CODE
+from bnlint.source import UnreadableSource, decode_source, write_atomically
+
+EXIT_CLEAN, EXIT_PROBLEMS, EXIT_ERROR = 0, 1, 2
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+def fail(message: str) -> None:
+    click.echo(f"bnlint: error: {message}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+class DefaultToCheck(click.Group):
+    """``bnlint src/`` means ``bnlint check src/``: checking is the main job."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args or (
+            args[0] not in self.commands and args[0] not in {"--help", "-h", "--version"}
+        ):
+            args = ["check", *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=DefaultToCheck, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bnlint")
+def main() -> None:
+    """bnlint: find the PyTorch mistakes that make a model behave differently in
+    training and evaluation. `bnlint PATHS` is short for `bnlint check PATHS`."""
+
+
+def _codes(values: tuple[str, ...]) -> list[str]:
+    return [code.strip() for value in values for code in value.split(",") if code.strip()]
+
+
+@dataclass
+class CheckOptions:
+    output_format: str
+    exit_zero: bool
+    statistics: bool
+    quiet: bool
+    show_source: bool
+    fix: bool
+    unsafe_fixes: bool
+    diff: bool
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--select", multiple=True, help="Codes or prefixes to enable (comma-separated).")
+@click.option("--ignore", multiple=True, help="Codes or prefixes to disable.")
+@click.option("--extend-select", multiple=True, help="Codes to enable on top of the selection.")
+@click.option("--exclude", multiple=True, help="Patterns to exclude, replacing the defaults.")
+@click.option("--extend-exclude", multiple=True, help="Patterns to exclude on top of the defaults.")
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Read settings from this TOML file.",
+)
+@click.option("--isolated", is_flag=True, help="Ignore all configuration files.")
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+)
+@click.option("--exit-zero", is_flag=True, help="Exit 0 even when problems are found.")
+@click.option("--statistics", is_flag=True, help="Count problems per code.")
+@click.option("-q", "--quiet", is_flag=True, help="Print diagnostics only, no summary.")
+@click.option("--show-source", is_flag=True, help="Show the offending line with a caret.")
+@click.option("--fix", is_flag=True, help="Apply safe fixes.")
+@click.option("--unsafe-fixes", is_flag=True, help="Also apply (or count) unsafe fixes.")
+@click.option("--diff", is_flag=True, help="Print the fixes as a diff; write nothing.")
+@click.option("--stdin-filename", help="The path to report for code read from stdin (`-`).")
+def check(
+    paths: tuple[Path, ...],
+    select: tuple[str, ...],
+    ignore: tuple[str, ...],
+    extend_select: tuple[str, ...],
+    exclude: tuple[str, ...],
+    extend_exclude: tuple[str, ...],
+    config_file: Path | None,
+    isolated: bool,
+    stdin_filename: str | None,
+    **flags: object,
+) -> None:
+    """Lint PATHS (files or directories; default: the current directory)."""
+    options = CheckOptions(**flags)  # type: ignore[arg-type]
+    use_stdin = paths == (Path("-"),)
+    anchor = (
+        Path(stdin_filename) if use_stdin and stdin_filename else (paths[0] if paths else Path("."))
+    )
+    overrides = {
+        "select": _codes(select),
+        "ignore": _codes(ignore),
+        "extend-select": _codes(extend_select),
+        "exclude": list(exclude),
+        "extend-exclude": list(extend_exclude),
+    }
+    try:
+        config = _load(config_file, isolated, anchor)
+        config = apply_settings(config, {k: v for k, v in overrides.items() if v}, "command line")
+    except ConfigError as error:
+        fail(str(error))
+    if use_stdin:
+        sys.exit(_check_stdin(stdin_filename or "-", config, options))
+    for path in paths:
+        if not path.exists() and not path.is_symlink():
+            fail(f"path does not exist: {path}")
+    files = discover(paths or (Path("."),), config)
+    sys.exit(_check_files(files, config, options))
+
+
+def _load(config_file: Path | None, isolated: bool, anchor: Path) -> Config:
+    if isolated:
+        return Config()
+    if config_file is not None:
+        if not config_file.is_file():
+            raise ConfigError(f"config file does not exist: {config_file}")
+        return load_config(config_file)
+    return load_config(find_pyproject(anchor if anchor.exists() else Path.cwd()))
+
+
+def _check_files(files: list[Path], config: Config, options: CheckOptions) -> int:
+    results = lint_files(files, config)
+    crashed = [r for r in results if r.internal_error]
+    for result in crashed:
+        click.echo(f"bnlint: internal error while linting {result.path} (please report):", err=True)
+        click.echo(result.internal_error, err=True)
+    fixed, changed = 0, False
+    if options.fix or options.diff:
+        for result in results:
+            count, did_change = _fix_file(result, config, options)
+            fixed, changed = fixed + count, changed or did_change
+    diagnostics = sorted((d for r in results for d in r.diagnostics), key=lambda d: d.sort_key)
+    sources = {r.path: r.source.text for r in results if r.source is not None}
+    report = Report(
+        diagnostics, sources, fixed, options.show_source, _use_color(options), options.unsafe_fixes
+    )
+    _emit(report, options, fix_mode=options.fix)
+    if crashed:
+        return EXIT_ERROR
+    return _exit_code(report, options, changed)
+
+
+def _fix_file(result: FileResult, config: Config, options: CheckOptions) -> tuple[int, bool]:
+    """Fix one file (or diff it); update ``result`` with what remains."""
+    if result.source is None or not any(d.fix for d in result.diagnostics):
+        return 0, False
+    package = package_of(Path(result.path))
+    outcome = fix_text(
+        result.source.text,
+        lambda text: lint_source(text, result.path, config, package),
+        unsafe=options.unsafe_fixes,
+    )
+    for message in outcome.rejected:
+        click.echo(f"bnlint: {message}", err=True)
+    if outcome.text == result.source.text:
+        return 0, False
+    if options.diff:
+        _print_diff(result.path, result.source.text, outcome.text)
+        return outcome.applied, True
+    try:
+        write_atomically(Path(result.path), result.source.encode(outcome.text))
+    except (OSError, UnicodeEncodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        click.echo(
+            f"bnlint: {result.path}: not fixed, the file could not be written: {reason}", err=True
+        )
+        return 0, False
+    result.diagnostics = outcome.remaining
+    result.source = type(result.source)(outcome.text, result.source.encoding)
+    return outcome.applied, True
+
+
+def _print_diff(path: str, before: str, after: str) -> None:
+    diff = difflib.unified_diff(
+        before.splitlines(keepends=True), after.splitlines(keepends=True), f"a/{path}", f"b/{path}"
+    )
+    click.echo("".join(diff), nl=False)
+
+
+def _check_stdin(path: str, config: Config, options: CheckOptions) -> int:
+    try:
+        source = decode_source(sys.stdin.buffer.read())
+    except UnreadableSource as error:
+        diagnostics = [input_diagnostic(path, "BNL902", str(error))]
+        _emit(Report(diagnostics), options, fix_mode=False)
+        return _exit_code(Report(diagnostics), options, False)
+    package = package_of(Path(path)) if path != "-" else None
+    diagnostics = lint_source(source.text, path, config, package)
+    fixed, changed = 0, False
+    if options.fix or options.diff:
+        outcome = fix_text(
+            source.text, lambda t: lint_source(t, path, config, package), options.unsafe_fixes
+        )
+        changed = outcome.text != source.text
+        if options.diff:
+            _print_diff(path, source.text, outcome.text)
+            fixed = outcome.applied
+        else:
+            # Editors pipe code through ``--fix -``: the fixed code goes to stdout.
+            sys.stdout.write(outcome.text)
+            sys.stdout.flush()
+            fixed, diagnostics = outcome.applied, outcome.remaining
+    report = Report(
+        diagnostics, {path: source.text}, fixed, options.show_source, False, options.unsafe_fixes
+    )
+    _emit(report, options, fix_mode=options.fix, to_stderr=options.fix and not options.diff)
+    return _exit_code(report, options, changed)
+
+
+def _emit(report: Report, options: CheckOptions, fix_mode: bool, to_stderr: bool = False) -> None:
+    if options.diff:
+        # The diff is the output; what it would fix is a note on stderr.
+        if not options.quiet:
+            click.echo(
+                f"Would fix {report.fixed} problem{'s' if report.fixed != 1 else ''}.", err=True
+            )
+        return
+    output = formatters()[options.output_format](report)
+    click.echo(output, nl=False, err=to_stderr)
+    if options.output_format != "text":
+        return
+    if options.statistics:
+        counts = Counter(d.code for d in report.diagnostics)
+        for code, count in sorted(counts.items()):
+            name = RULES_BY_CODE[code].name if code in RULES_BY_CODE else code
+            click.echo(f"{count:<6} {code:<7} {name}", err=to_stderr)
+    if not options.quiet:
+        click.echo(summary(report, fix_mode), err=to_stderr)
+
+
+def _exit_code(report: Report, options: CheckOptions, changed: bool) -> int:
+    if options.exit_zero:
+        return EXIT_CLEAN
+    if options.diff:
+        return EXIT_PROBLEMS if changed else EXIT_CLEAN
+    return EXIT_PROBLEMS if report.diagnostics else EXIT_CLEAN
+
+
+def _use_color(options: CheckOptions) -> bool:
+    return (
+        options.output_format == "text" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    )
+
+
+# -- rule documentation -----------------------------------------------------------
+
+
+@main.command()
+def rules() -> None:
+    """List every rule: code, name, whether it has a fix, and what it finds."""
+    click.echo(f"{'code':<7} {'name':<42} {'fix':<4} summary")
+    for rule in ALL_RULES:
+        click.echo(
+            f"{rule.code:<7} {rule.name:<42} {'yes' if rule.fixable else 'no':<4} {rule.summary}"
+        )
+
+
+@main.command()
+@click.argument("code")
+def explain(code: str) -> None:
+    """Print the documentation of rule CODE, with its examples."""
+    rule = RULES_BY_CODE.get(code.upper())
+    if rule is None:
+        fail(f"unknown rule code '{code}' (see `bnlint rules`)")
+        return
+    click.echo(f"# {rule.code} {rule.name}\n\n{rule.documentation()}\n")
+    click.echo(examples(rule.code), nl=False)
+
+
+def examples(code: str) -> str:
+    """The rule's first bad fixture and its fixed version (or first good fixture)."""
+    folder = FIXTURES / code
+    bad = sorted(folder.glob("bad_*.py"))
+    bad = [path for path in bad if not path.name.endswith(".fixed.py")]
+    if not bad:
+        return ""
+    example = bad[0]
+    fixed = example.with_name(example.stem + ".fixed.py")
+    good = fixed if fixed.exists() else next(iter(sorted(folder.glob("good_*.py"))), None)
+    text = f"## Example\n\n```python\n{example.read_text()}```\n"
+    if good is not None:
+        text += f"\n## Use instead\n\n```python\n{good.read_text()}```\n"
+    return text

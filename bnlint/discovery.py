@@ -1,0 +1,40 @@
+"""Which files to lint: recursive discovery with excludes; named files always count."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from bnlint.config import Config
+
+SOURCE_SUFFIXES = (".py", ".pyi")
+
+
+def discover(
+    paths: Iterable[Path], config: Config, suffixes: tuple[str, ...] = SOURCE_SUFFIXES
+) -> list[Path]:
+    """Files under ``paths``, sorted, without duplicates. A file named on the
+    command line is always included, whatever its name or the excludes."""
+    found: dict[str, Path] = {}
+    for path in paths:
+        if path.is_dir():
+            for file in _walk(path, config, suffixes):
+                found.setdefault(os.path.normpath(file), file)
+        else:
+            found.setdefault(os.path.normpath(path), path)
+    return [found[key] for key in sorted(found)]
+
+
+def _walk(root: Path, config: Config, suffixes: tuple[str, ...]) -> Iterator[Path]:
+    for directory, subdirectories, files in os.walk(root):
+        here = Path(directory)
+        subdirectories[:] = sorted(
+            name
+            for name in subdirectories
+            if not config.is_excluded(here / name) and not (here / name / "pyvenv.cfg").exists()
+        )
+        for name in sorted(files):
+            file = here / name
+            if name.endswith(suffixes) and not config.is_excluded(file):
+                yield file

@@ -1,0 +1,35 @@
+"""The rule registry: every rule bnlint knows, in code order."""
+
+from __future__ import annotations
+
+from bnlint.rules.base import Rule
+from bnlint.rules.bnl004_mode_call_missing_parens import ModeCallMissingParens
+from bnlint.rules.bnl107_misspelt_requires_grad import MisspeltRequiresGrad
+from bnlint.rules.bnl201_functional_dropout_always_on import FunctionalDropoutAlwaysOn
+from bnlint.rules.bnl202_functional_batchnorm_hardcoded_training import (
+    FunctionalBatchNormHardcodedTraining,
+)
+from bnlint.rules.bnl203_attention_dropout_always_on import AttentionDropoutAlwaysOn
+from bnlint.rules.bnl204_stochastic_depth_always_on import StochasticDepthAlwaysOn
+
+ALL_RULES: tuple[type[Rule], ...] = tuple(
+    sorted(
+        [
+            ModeCallMissingParens,
+            MisspeltRequiresGrad,
+            FunctionalDropoutAlwaysOn,
+            FunctionalBatchNormHardcodedTraining,
+            AttentionDropoutAlwaysOn,
+            StochasticDepthAlwaysOn,
+        ],
+        key=lambda rule: rule.code,
+    )
+)
+RULES_BY_CODE: dict[str, type[Rule]] = {rule.code: rule for rule in ALL_RULES}
+
+# Diagnostics about the input itself; they have no Rule class.
+INPUT_CODES = {
+    "BNL901": ("syntax-error", "the file cannot be parsed"),
+    "BNL902": ("unreadable-file", "the file cannot be read or decoded"),
+}
+ALL_CODES: frozenset[str] = frozenset(RULES_BY_CODE) | frozenset(INPUT_CODES)

@@ -1,0 +1,73 @@
+"""Every fixture: good ones are clean, bad ones give exactly their expected output
+and, where fixable, fix to their ``.fixed.py`` snapshot.
+
+Set BNLINT_UPDATE_FIXTURES=1 to rewrite the snapshots; review the diff.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from bnlint.config import Config
+from bnlint.discovery import discover
+from bnlint.engine import lint_files, lint_source
+from bnlint.fixer import fix_text
+from tests.fixture_cases import Case, cases
+
+UPDATE = os.environ.get("BNLINT_UPDATE_FIXTURES") == "1"
+CONFIG = Config()
+
+
+def lint_case(case: Case) -> list[str]:
+    results = lint_files(discover([case.path], CONFIG), CONFIG)
+    assert not [r.internal_error for r in results if r.internal_error]
+    base = case.path if case.path.is_dir() else case.path.parent
+    return [
+        f"{Path(d.path).relative_to(base)}:{d.line}:{d.column}: {d.code} {d.message}"
+        for r in results
+        for d in sorted(r.diagnostics, key=lambda d: d.sort_key)
+    ]
+
+
+def check_snapshot(path: Path, actual: str) -> None:
+    if UPDATE:
+        path.write_text(actual)
+    assert path.exists(), f"missing snapshot {path.name}: run with BNLINT_UPDATE_FIXTURES=1"
+    assert actual == path.read_text()
+
+
+ALL_CASES = cases()
+
+
+@pytest.mark.parametrize("case", [c for c in ALL_CASES if not c.bad], ids=str)
+def test_good_fixture_is_clean(case: Case) -> None:
+    assert lint_case(case) == []
+
+
+@pytest.mark.parametrize("case", [c for c in ALL_CASES if c.bad], ids=str)
+def test_bad_fixture_output(case: Case) -> None:
+    lines = lint_case(case)
+    assert any(f": {case.code} " in line for line in lines), f"{case} does not trigger {case.code}"
+    check_snapshot(case.expected, "".join(f"{line}\n" for line in lines))
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in ALL_CASES if c.bad and not c.path.is_dir()], ids=str
+)
+def test_bad_fixture_fix(case: Case) -> None:
+    source = case.path.read_text()
+    path = str(case.path)
+
+    def lint(text: str) -> list:
+        return lint_source(text, path, CONFIG)
+
+    outcome = fix_text(source, lint, unsafe=True)
+    if outcome.text == source:
+        assert not case.fixed.exists(), f"{case.fixed.name} exists but nothing is fixed"
+        assert not any(d.fix for d in lint(source))
+        return
+    check_snapshot(case.fixed, outcome.text)
+    assert not [d for d in outcome.remaining if d.code == case.code and d.fix is not None]
