@@ -274,13 +274,26 @@ def _use_color(options: CheckOptions) -> bool:
 
 
 @main.command()
-def rules() -> None:
+@click.option("--markdown", is_flag=True, help="Print the table as Markdown (the README's).")
+def rules(markdown: bool) -> None:
     """List every rule: code, name, whether it has a fix, and what it finds."""
+    if markdown:
+        click.echo(rules_markdown(), nl=False)
+        return
     click.echo(f"{'code':<7} {'name':<42} {'fix':<4} summary")
     for rule in ALL_RULES:
-        click.echo(
-            f"{rule.code:<7} {rule.name:<42} {'yes' if rule.fixable else 'no':<4} {rule.summary}"
+        fix = "yes" if rule.fixable else "no"
+        click.echo(f"{rule.code:<7} {rule.name:<42} {fix:<4} {rule.summary}")
+
+
+def rules_markdown() -> str:
+    rows = ["| code | name | fix | finds |", "|---|---|---|---|"]
+    for rule in ALL_RULES:
+        summary = rule.summary.replace("|", "\\|")
+        rows.append(
+            f"| {rule.code} | {rule.name} | {'yes' if rule.fixable else 'no'} | {summary} |"
         )
+    return "\n".join(rows) + "\n"
 
 
 @main.command()

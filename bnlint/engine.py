@@ -62,7 +62,7 @@ def lint_source(
         except RecursionError as error:
             raise InternalError(f"{rule.code} ran out of stack on {path}") from error
         diagnostics.extend(_to_diagnostic(rule, f, model, source, path) for f in findings)
-    selected = _select(diagnostics, path, config)
+    selected = sorted(_select(diagnostics, path, config), key=lambda d: d.sort_key)
     return _apply_noqa(selected, source) if noqa else selected
 
 

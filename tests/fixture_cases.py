@@ -40,7 +40,9 @@ def cases() -> list[Case]:
         if not folder.is_dir():
             continue
         for path in sorted(folder.iterdir()):
-            is_case = path.is_dir() or (path.suffix == ".py" and not path.name.endswith(".fixed.py"))
+            is_case = path.is_dir() or (
+                path.suffix == ".py" and not path.name.endswith(".fixed.py")
+            )
             if is_case and path.name.startswith(("bad_", "good_")):
                 found.append(Case(folder.name, path))
     return found

@@ -54,9 +54,7 @@ def test_bad_fixture_output(case: Case) -> None:
     check_snapshot(case.expected, "".join(f"{line}\n" for line in lines))
 
 
-@pytest.mark.parametrize(
-    "case", [c for c in ALL_CASES if c.bad and not c.path.is_dir()], ids=str
-)
+@pytest.mark.parametrize("case", [c for c in ALL_CASES if c.bad and not c.path.is_dir()], ids=str)
 def test_bad_fixture_fix(case: Case) -> None:
     source = case.path.read_text()
     path = str(case.path)
