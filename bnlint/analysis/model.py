@@ -81,6 +81,10 @@ class StatementSite:
     function: FunctionInfo | None
 
 
+# The enclosing function and class of a node while the model is built.
+Context = tuple[FunctionInfo | None, ClassInfo | None]
+
+
 class SemanticModel:
     """Facts about one parsed file. ``package`` resolves relative imports."""
 
@@ -103,47 +107,101 @@ class SemanticModel:
     # -- building -----------------------------------------------------------
 
     def _collect(self) -> None:
+        handlers = {
+            cst.Call: self._on_call,
+            cst.Import: self._on_import,
+            cst.ImportFrom: self._on_import,
+            cst.FunctionDef: self._on_function,
+            cst.ClassDef: self._on_class,
+            cst.Expr: self._on_expression_statement,
+            cst.Assign: self._on_assign,
+            cst.AnnAssign: self._on_single_assign,
+            cst.AugAssign: self._on_single_assign,
+            cst.With: self._on_with,
+            cst.For: self._on_for,
+        }
         stack: list[tuple[cst.CSTNode, FunctionInfo | None, ClassInfo | None]] = [
             (self.module, None, None)
         ]
         while stack:
             node, function, cls = stack.pop()
-            function, cls = self._record(node, function, cls)
-            # Reversed so that children are visited in source order.
-            stack.extend((child, function, cls) for child in reversed(list(children(node))))
+            handler = handlers.get(type(node))
+            if handler is not None:
+                function, cls = handler(node, function, cls)
+            kids = children(node)
+            kids.reverse()  # popped in source order
+            stack.extend((child, function, cls) for child in kids)
         # Calls were recorded before imports further down the file were seen.
         for site in self.calls:
             site.qualname = self.imports.resolve(site.node.func)
 
-    def _record(
-        self, node: cst.CSTNode, function: FunctionInfo | None, cls: ClassInfo | None
-    ) -> tuple[FunctionInfo | None, ClassInfo | None]:
-        if isinstance(node, cst.Call):
-            self.calls.append(CallSite(node, None, function))
-        elif isinstance(node, cst.Import | cst.ImportFrom):
-            self.imports.add(node)
-        elif isinstance(node, cst.FunctionDef):
-            info = FunctionInfo(node, node.name.value, cls, function)
-            self.functions.append(info)
-            if cls is not None:
-                cls.methods[info.name] = info
-            return info, None
-        elif isinstance(node, cst.ClassDef):
-            info_cls = ClassInfo(node, node.name.value, [b.value for b in node.bases])
-            self.classes.append(info_cls)
-            return function, info_cls
-        elif isinstance(node, cst.Expr):
-            self.expression_statements.append(StatementSite(node, function))
-        elif isinstance(node, cst.Assign):
-            for target in node.targets:
-                self.assignments.append(Assignment(target.target, node.value, node, function))
-        elif isinstance(node, cst.AnnAssign | cst.AugAssign):
-            self.assignments.append(Assignment(node.target, node.value, node, function))
-        elif isinstance(node, cst.With):
-            for item in node.items:
-                self.with_items.append(WithItemSite(item, node, function))
-        elif isinstance(node, cst.For):
-            self.for_loops.append(StatementSite(node, function))
+    # Each handler below records one kind of node and returns the context
+    # (enclosing function, enclosing class) for the node's children.
+
+    def _on_call(
+        self, node: cst.Call, function: FunctionInfo | None, cls: ClassInfo | None
+    ) -> Context:
+        self.calls.append(CallSite(node, None, function))
+        return function, cls
+
+    def _on_import(
+        self,
+        node: cst.Import | cst.ImportFrom,
+        function: FunctionInfo | None,
+        cls: ClassInfo | None,
+    ) -> Context:
+        self.imports.add(node)
+        return function, cls
+
+    def _on_function(
+        self, node: cst.FunctionDef, function: FunctionInfo | None, cls: ClassInfo | None
+    ) -> Context:
+        info = FunctionInfo(node, node.name.value, cls, function)
+        self.functions.append(info)
+        if cls is not None:
+            cls.methods[info.name] = info
+        return info, None
+
+    def _on_class(
+        self, node: cst.ClassDef, function: FunctionInfo | None, cls: ClassInfo | None
+    ) -> Context:
+        info = ClassInfo(node, node.name.value, [base.value for base in node.bases])
+        self.classes.append(info)
+        return function, info
+
+    def _on_expression_statement(
+        self, node: cst.Expr, function: FunctionInfo | None, cls: ClassInfo | None
+    ) -> Context:
+        self.expression_statements.append(StatementSite(node, function))
+        return function, cls
+
+    def _on_assign(
+        self, node: cst.Assign, function: FunctionInfo | None, cls: ClassInfo | None
+    ) -> Context:
+        for target in node.targets:
+            self.assignments.append(Assignment(target.target, node.value, node, function))
+        return function, cls
+
+    def _on_single_assign(
+        self,
+        node: cst.AnnAssign | cst.AugAssign,
+        function: FunctionInfo | None,
+        cls: ClassInfo | None,
+    ) -> Context:
+        self.assignments.append(Assignment(node.target, node.value, node, function))
+        return function, cls
+
+    def _on_with(
+        self, node: cst.With, function: FunctionInfo | None, cls: ClassInfo | None
+    ) -> Context:
+        for item in node.items:
+            self.with_items.append(WithItemSite(item, node, function))
+        return function, cls
+
+    def _on_for(
+        self, node: cst.For, function: FunctionInfo | None, cls: ClassInfo | None
+    ) -> Context:
+        self.for_loops.append(StatementSite(node, function))
         return function, cls
 
     # -- queries ------------------------------------------------------------

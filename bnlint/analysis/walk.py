@@ -8,7 +8,6 @@ Whitespace and punctuation fields never hold code, so they are skipped.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
 
 import libcst as cst
 
@@ -38,6 +37,9 @@ _SKIPPED_FIELDS = frozenset(
 )
 
 _child_fields: dict[type, tuple[str, ...]] = {}
+# isinstance against CSTNode goes through ABCMeta, which is slow in this hot
+# loop; remember per concrete class whether it is a node.
+_is_node: dict[type, bool] = {}
 
 
 def _fields_of(node_type: type) -> tuple[str, ...]:
@@ -52,13 +54,21 @@ def _fields_of(node_type: type) -> tuple[str, ...]:
     return names
 
 
-def children(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+def _node_class(value_type: type) -> bool:
+    known = _is_node.get(value_type)
+    if known is None:
+        known = _is_node[value_type] = issubclass(value_type, cst.CSTNode)
+    return known
+
+
+def children(node: cst.CSTNode) -> list[cst.CSTNode]:
     """The direct code-bearing children of ``node``, in source order."""
+    found = []
     for name in _fields_of(type(node)):
         value = getattr(node, name)
-        if isinstance(value, cst.CSTNode):
-            yield value
-        elif isinstance(value, (tuple, list)):
-            for item in value:
-                if isinstance(item, cst.CSTNode):
-                    yield item
+        value_type = type(value)
+        if value_type is tuple or value_type is list:
+            found.extend(item for item in value if _node_class(type(item)))
+        elif _node_class(value_type):
+            found.append(value)
+    return found

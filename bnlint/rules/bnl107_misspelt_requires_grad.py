@@ -13,7 +13,7 @@ CORRECT = "requires_grad"
 
 def is_misspelling(attribute: str) -> bool:
     """Within two edits of ``requires_grad`` (or its in-place method name)."""
-    if attribute == CORRECT:
+    if attribute == CORRECT or abs(len(attribute) - len(CORRECT)) > 2:
         return False
     return attribute == CORRECT + "_" or _edit_distance(attribute, CORRECT) <= 2
 
@@ -72,7 +72,8 @@ class MisspeltRequiresGrad(Rule):
             ):
                 yield self._finding(model, target.attr, target.value, target.attr)
         for site in model.calls:
-            if site.node.func is None or model.code(site.node.func) != "setattr":
+            func = site.node.func
+            if not (isinstance(func, cst.Name) and func.value == "setattr"):
                 continue
             args = site.node.args
             if len(args) != 3 or not isinstance(args[1].value, cst.SimpleString):
