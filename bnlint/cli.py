@@ -26,7 +26,10 @@ from bnlint.rules import ALL_RULES, RULES_BY_CODE
 from bnlint.source import UnreadableSource, decode_source, write_atomically
 
 EXIT_CLEAN, EXIT_PROBLEMS, EXIT_ERROR = 0, 1, 2
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+# Rule examples are the fixture files of a source checkout; an installed wheel
+# has none, and `explain` then prints the documentation alone.
+SOURCE_TREE = Path(__file__).resolve().parent.parent
+FIXTURES = SOURCE_TREE / "fixtures"
 
 
 def fail(message: str) -> None:
@@ -311,6 +314,8 @@ def explain(code: str) -> None:
 def examples(code: str) -> str:
     """The rule's first bad fixture and its fixed version (or first good fixture)."""
     folder = FIXTURES / code
+    if not (SOURCE_TREE / "pyproject.toml").is_file():
+        return ""
     bad = sorted(folder.glob("bad_*.py"))
     bad = [path for path in bad if not path.name.endswith(".fixed.py")]
     if not bad:

@@ -48,7 +48,7 @@ def kind_of(
     loop_kind = _loop_target_kind(model, name, scope)
     if loop_kind is not None:
         return loop_kind
-    for value in _assigned_values(model, name, scope):
+    for value in assigned_values(model, name, scope):
         kind = _kind_of_value(model, value)
         if kind is not None:
             return kind
@@ -74,10 +74,11 @@ def _loop_target_kind(model: SemanticModel, name: str, scope: FunctionInfo | Non
     return None
 
 
-def _assigned_values(
+def assigned_values(
     model: SemanticModel, name: str, scope: FunctionInfo | None
 ) -> list[cst.BaseExpression]:
-    """Values assigned to ``name`` in ``scope``; for ``self.x``, in any method of the class."""
+    """Values assigned to ``name`` in ``scope`` (for ``self.x``, in any method of
+    the class); when there are none, at module level, where scripts build things."""
     in_class = scope.cls if scope is not None and name.startswith("self.") else None
     values = []
     for assignment in model.assignments:
@@ -88,6 +89,8 @@ def _assigned_values(
         )
         if same_scope and assignment.value is not None and dotted_name(assignment.target) == name:
             values.append(assignment.value)
+    if not values and scope is not None and in_class is None:
+        return assigned_values(model, name, None)
     return values
 
 

@@ -11,6 +11,9 @@ from bnlint.rules.bnl202_functional_batchnorm_hardcoded_training import (
 )
 from bnlint.rules.bnl203_attention_dropout_always_on import AttentionDropoutAlwaysOn
 from bnlint.rules.bnl204_stochastic_depth_always_on import StochasticDepthAlwaysOn
+from bnlint.rules.bnl302_evaluation_with_train_augmentation import (
+    EvaluationWithTrainAugmentation,
+)
 
 ALL_RULES: tuple[type[Rule], ...] = tuple(
     sorted(
@@ -21,6 +24,7 @@ ALL_RULES: tuple[type[Rule], ...] = tuple(
             FunctionalBatchNormHardcodedTraining,
             AttentionDropoutAlwaysOn,
             StochasticDepthAlwaysOn,
+            EvaluationWithTrainAugmentation,
         ],
         key=lambda rule: rule.code,
     )

@@ -1,0 +1,222 @@
+"""Where data comes from: which datasets are for training or evaluation, and
+which transform pipelines are random.
+
+Roles come from the code itself (``train=False``, ``split="val"``, a path
+ending in ``val``) or from names (``val_set``, ``test_loader``); a name alone is
+weaker evidence, and rules lower their severity for it.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+import libcst as cst
+
+from bnlint.analysis.calls import keyword_arg
+from bnlint.analysis.model import CallSite, FunctionInfo, SemanticModel
+from bnlint.analysis.names import dotted_name
+from bnlint.analysis.values import assigned_values
+
+
+class Role(enum.Enum):
+    TRAIN = "train"
+    EVAL = "eval"
+
+
+_EVAL_WORDS = re.compile(
+    r"(^|_|\b)(val|valid|validation|test|testing|eval|evaluation|dev|holdout)(_|$|\b|\d)"
+)
+_TRAIN_WORDS = re.compile(r"(^|_|\b)(train|training|trn)(_|$|\b|\d)")
+
+
+def role_from_name(name: str) -> Role | None:
+    """``val_loader`` -> EVAL, ``train_ds`` -> TRAIN, ``loader`` -> None."""
+    lowered = name.lower().rsplit(".", 1)[-1]
+    is_eval = _EVAL_WORDS.search(lowered) is not None
+    is_train = _TRAIN_WORDS.search(lowered) is not None
+    if is_eval == is_train:
+        return None
+    return Role.EVAL if is_eval else Role.TRAIN
+
+
+def role_from_arguments(call: cst.Call) -> Role | None:
+    """``train=False``, ``split="test"``, ``is_training=True``, ``root="data/val"``."""
+    for keyword in ("train", "is_training", "training"):
+        arg = keyword_arg(call, keyword)
+        if (
+            arg is not None
+            and isinstance(arg.value, cst.Name)
+            and arg.value.value in ("True", "False")
+        ):
+            return Role.TRAIN if arg.value.value == "True" else Role.EVAL
+    for arg in call.args:
+        text = _string_value(arg.value)
+        if text is not None and (
+            arg.keyword is None
+            or arg.keyword.value in {"split", "mode", "subset", "root", "image_set"}
+        ):
+            role = role_from_name(re.sub(r"[/\\.\-]", "_", text.strip("/\\")))
+            if role is not None:
+                return role
+    return None
+
+
+def _string_value(node: cst.BaseExpression) -> str | None:
+    if isinstance(node, cst.SimpleString):
+        value = node.evaluated_value
+        return value if isinstance(value, str) else None
+    return None
+
+
+@dataclass(frozen=True)
+class DatasetSite:
+    """A call that builds a dataset with a ``transform`` argument."""
+
+    call: CallSite
+    target: str | None  # the name it is assigned to, if any
+    transform: cst.Arg
+
+    @property
+    def role(self) -> Role | None:
+        by_arguments = role_from_arguments(self.call.node)
+        if by_arguments is Role.TRAIN and self.target and _EVAL_WORDS.search(self.target.lower()):
+            return None  # ``train_eval_set``: training images, used to evaluate
+        if by_arguments is not None:
+            return by_arguments
+        return role_from_name(self.target) if self.target else None
+
+    @property
+    def role_is_from_name_only(self) -> bool:
+        return role_from_arguments(self.call.node) is None
+
+
+_TRANSFORM_KEYWORDS = ("transform", "transforms")
+
+
+def dataset_sites(model: SemanticModel) -> list[DatasetSite]:
+    """Dataset constructions: calls that take a ``transform=`` argument."""
+    targets = _assignment_targets(model)
+    sites = []
+    for site in model.calls:
+        for keyword in _TRANSFORM_KEYWORDS:
+            arg = keyword_arg(site.node, keyword)
+            if arg is not None:
+                sites.append(DatasetSite(site, targets.get(site.node), arg))
+                break
+    return sites
+
+
+def _assignment_targets(model: SemanticModel) -> dict[cst.Call, str]:
+    targets = {}
+    for assignment in model.assignments:
+        if isinstance(assignment.value, cst.Call):
+            name = dotted_name(assignment.target)
+            if name is not None:
+                targets[assignment.value] = name
+    return targets
+
+
+# -- transforms -------------------------------------------------------------------
+
+# Deterministic transforms whose names start with "Random" do not exist; these
+# are the random ones that do not say so in their name.
+_RANDOM_TRANSFORMS = frozenset(
+    {
+        "ColorJitter",
+        "RandAugment",
+        "AutoAugment",
+        "TrivialAugmentWide",
+        "AugMix",
+        "ElasticTransform",
+        "ScaleJitter",
+        # albumentations: random unless p=1.0 is given
+        "HorizontalFlip",
+        "VerticalFlip",
+        "Flip",
+        "Transpose",
+        "ShiftScaleRotate",
+        "Rotate",
+        "SafeRotate",
+        "HueSaturationValue",
+        "RGBShift",
+        "CoarseDropout",
+        "GaussNoise",
+        "ISONoise",
+        "MotionBlur",
+        "CLAHE",
+        "ChannelShuffle",
+        "GridDistortion",
+        "OpticalDistortion",
+        "Affine",
+        "Perspective",
+        "Sharpen",
+        "Emboss",
+        "ToGray",
+        "Solarize",
+        "Posterize",
+        "Equalize",
+    }
+)
+_RANDOM_FACTORIES = {
+    # factory -> keyword whose True value makes it random
+    "create_transform": "is_training",
+}
+_RANDOM_FACTORY_NAMES = frozenset({"transforms_imagenet_train"})
+
+
+def random_transform_in(
+    model: SemanticModel, expr: cst.BaseExpression, scope: FunctionInfo | None
+) -> str | None:
+    """The name of a random augmentation in the pipeline ``expr`` (following
+    variables assigned in ``scope`` or at module level), or None."""
+    return _random_in(model, expr, scope, depth=0)
+
+
+def _random_in(
+    model: SemanticModel, expr: cst.BaseExpression, scope: FunctionInfo | None, depth: int
+) -> str | None:
+    if depth > 4:
+        return None
+    if isinstance(expr, cst.Name | cst.Attribute):
+        for value in assigned_values(model, dotted_name(expr) or "", scope):
+            found = _random_in(model, value, scope, depth + 1)
+            if found:
+                return found
+        return None
+    if isinstance(expr, cst.List | cst.Tuple):
+        for element in expr.elements:
+            found = _random_in(model, element.value, scope, depth + 1)
+            if found:
+                return found
+        return None
+    if not isinstance(expr, cst.Call):
+        return None
+    name = (dotted_name(expr.func) or "").rsplit(".", 1)[-1]
+    if _is_random_transform(name, expr):
+        return name
+    for arg in expr.args:  # Compose([...]), nn.Sequential(...), A.OneOf([...])
+        found = _random_in(model, arg.value, scope, depth + 1)
+        if found:
+            return found
+    return None
+
+
+def _is_random_transform(name: str, call: cst.Call) -> bool:
+    if name in _RANDOM_FACTORY_NAMES:
+        return True
+    if name in _RANDOM_FACTORIES:
+        arg = keyword_arg(call, _RANDOM_FACTORIES[name])
+        return arg is not None and isinstance(arg.value, cst.Name) and arg.value.value == "True"
+    if not (name.startswith("Random") or name in _RANDOM_TRANSFORMS):
+        return False
+    probability = keyword_arg(call, "p")
+    # ``RandomHorizontalFlip(p=0.0)``, ``HorizontalFlip(p=1.0)``: not random.
+    return probability is None or _number(probability.value) not in (0.0, 1.0)
+
+
+def _number(node: cst.BaseExpression) -> float | None:
+    if isinstance(node, cst.Integer | cst.Float):
+        return float(node.value.replace("_", ""))
+    return None

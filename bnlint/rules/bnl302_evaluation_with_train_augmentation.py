@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import libcst as cst
+
+from bnlint.analysis.data import (
+    DatasetSite,
+    Role,
+    dataset_sites,
+    random_transform_in,
+    role_from_name,
+)
+from bnlint.analysis.model import SemanticModel
+from bnlint.analysis.names import dotted_name
+from bnlint.diagnostic import Severity
+from bnlint.rules.base import Anchor, Finding, FixPlan, NodeEdit, Rule
+
+# Explicit test-time augmentation is random on purpose.
+_TEST_TIME_AUGMENTATION = re.compile(r"tta|test_time_aug|augment", re.IGNORECASE)
+
+
+class EvaluationWithTrainAugmentation(Rule):
+    """
+    ## What it does
+    Finds a validation or test dataset built with random augmentation
+    (`RandomResizedCrop`, `RandomHorizontalFlip`, `ColorJitter`, `RandAugment`,
+    albumentations' random transforms, timm's `create_transform(is_training=True)`,
+    ...), or with the same transform object as the training dataset.
+
+    A dataset is an evaluation dataset when its arguments say so (`train=False`,
+    `split="val"`, a root path ending in `val`/`test`) or the name it is assigned to
+    does (`val_set`, `test_dataset`).
+
+    ## Why is this bad?
+    Random crops, flips and colour changes at evaluation time make the metric noisy
+    from run to run and biased downwards: you compare checkpoints on different data
+    each epoch, and early stopping and model selection follow the noise.
+
+    ## Known problems
+    Only transforms built in the same file are followed. Explicit test-time
+    augmentation (a dataset named `tta_*` or `*augment*`) is not reported. A
+    transform that is reported only because its variable is named `train_*` is a
+    warning, not an error.
+
+    ## Fix safety
+    When exactly one deterministic evaluation transform (`val_transform`,
+    `test_tf`, ...) is in scope, the fix passes it instead. It is unsafe: it
+    changes the data the model is evaluated on, which is the point, but check it is
+    the pipeline you meant.
+    """
+
+    code = "BNL302"
+    name = "evaluation-with-train-augmentation"
+    summary = "a validation/test dataset built with random or training augmentation"
+    fixable = True
+    triggers = ("transform",)
+
+    def check(self, model: SemanticModel) -> Iterator[Finding]:
+        sites = dataset_sites(model)
+        train_transforms = {
+            dotted_name(s.transform.value) for s in sites if s.role is Role.TRAIN
+        } - {None}
+        for site in sites:
+            if site.role is not Role.EVAL or _TEST_TIME_AUGMENTATION.search(site.target or ""):
+                continue
+            finding = self._check_site(model, site, train_transforms)
+            if finding is not None:
+                yield finding
+
+    def _check_site(
+        self, model: SemanticModel, site: DatasetSite, train_transforms: set[str | None]
+    ) -> Finding | None:
+        value = site.transform.value
+        transform_name = dotted_name(value)
+        dataset = f"`{site.target}`" if site.target else "this evaluation dataset"
+        random = random_transform_in(model, value, site.call.function)
+        severity = None
+        if random is not None:
+            through = f" (through `{transform_name}`)" if transform_name else ""
+            problem = f"{dataset} is built with random augmentation `{random}`{through}"
+        elif transform_name in train_transforms:
+            problem = f"{dataset} is built with the training transform `{transform_name}`"
+        elif transform_name and role_from_name(transform_name) is Role.TRAIN:
+            problem = (
+                f"{dataset} is built with `{transform_name}`, by its name a training transform"
+            )
+            severity = Severity.WARNING
+        else:
+            return None
+        return Finding(
+            site.transform,
+            f"{problem}: evaluation results are noisy and biased; use a deterministic "
+            "eval transform (resize, center crop, normalise)",
+            self._fix(model, site),
+            severity,
+        )
+
+    @staticmethod
+    def _fix(model: SemanticModel, site: DatasetSite) -> FixPlan | None:
+        candidates = set()
+        for assignment in model.assignments:
+            name = dotted_name(assignment.target)
+            if (
+                name is not None
+                and assignment.function in (site.call.function, None)
+                and role_from_name(name) is Role.EVAL
+                and _looks_like_transform(name, assignment.value)
+                and random_transform_in(model, assignment.target, assignment.function) is None
+            ):
+                candidates.add(name)
+        if len(candidates) != 1:
+            return None
+        (replacement,) = candidates
+        return FixPlan(
+            (NodeEdit(site.transform.value, Anchor.REPLACE, replacement),),
+            safe=False,
+            description=f"Use `{replacement}`",
+        )
+
+
+_TRANSFORM_NAME = re.compile(r"transform|tfms?\b|(^|_)tfs?($|_)", re.IGNORECASE)
+_PIPELINE_BUILDERS = ("compose", "create_transform", "sequential")
+
+
+def _looks_like_transform(name: str, value: cst.BaseExpression | None) -> bool:
+    if _TRANSFORM_NAME.search(name):
+        return True
+    if isinstance(value, cst.Call):
+        return (dotted_name(value.func) or "").lower().endswith(_PIPELINE_BUILDERS)
+    return False
