@@ -14,6 +14,7 @@ from bnlint.analysis.data import (
 )
 from bnlint.analysis.model import SemanticModel
 from bnlint.analysis.names import dotted_name
+from bnlint.analysis.values import assigned_values
 from bnlint.diagnostic import Severity
 from bnlint.rules.base import Anchor, Finding, FixPlan, NodeEdit, Rule
 
@@ -41,8 +42,8 @@ class EvaluationWithTrainAugmentation(Rule):
     ## Known problems
     Only transforms built in the same file are followed. Explicit test-time
     augmentation (a dataset named `tta_*` or `*augment*`) is not reported. A
-    transform that is reported only because its variable is named `train_*` is a
-    warning, not an error.
+    transform we cannot read, reported because the training dataset uses it too or
+    because its variable is named `train_*`, is a warning, not an error.
 
     ## Fix safety
     When exactly one deterministic evaluation transform (`val_transform`,
@@ -55,7 +56,7 @@ class EvaluationWithTrainAugmentation(Rule):
     name = "evaluation-with-train-augmentation"
     summary = "a validation/test dataset built with random or training augmentation"
     fixable = True
-    triggers = ("transform",)
+    triggers = ("transform=", "transforms=", "transform =")
 
     def check(self, model: SemanticModel) -> Iterator[Finding]:
         sites = dataset_sites(model)
@@ -80,8 +81,11 @@ class EvaluationWithTrainAugmentation(Rule):
         if random is not None:
             through = f" (through `{transform_name}`)" if transform_name else ""
             problem = f"{dataset} is built with random augmentation `{random}`{through}"
+        elif transform_name is None or _readable_pipeline(model, transform_name, site):
+            return None  # a pipeline we can read, and it is deterministic
         elif transform_name in train_transforms:
             problem = f"{dataset} is built with the training transform `{transform_name}`"
+            severity = Severity.WARNING  # we cannot see whether that transform is random
         elif transform_name and role_from_name(transform_name) is Role.TRAIN:
             problem = (
                 f"{dataset} is built with `{transform_name}`, by its name a training transform"
@@ -122,6 +126,19 @@ class EvaluationWithTrainAugmentation(Rule):
 
 _TRANSFORM_NAME = re.compile(r"transform|tfms?\b|(^|_)tfs?($|_)", re.IGNORECASE)
 _PIPELINE_BUILDERS = ("compose", "create_transform", "sequential")
+
+
+_TRANSFORM_LIBRARIES = ("torchvision.transforms", "albumentations", "timm.data", "kornia")
+
+
+def _readable_pipeline(model: SemanticModel, name: str, site: DatasetSite) -> bool:
+    """Is ``name`` built, where we can see it, only from known transform code?"""
+    values = assigned_values(model, name, site.call.function)
+    return bool(values) and all(
+        isinstance(value, cst.Call)
+        and (model.qualname(value.func) or "").startswith(_TRANSFORM_LIBRARIES)
+        for value in values
+    )
 
 
 def _looks_like_transform(name: str, value: cst.BaseExpression | None) -> bool:
