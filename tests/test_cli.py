@@ -17,7 +17,7 @@ from tests.conftest import BAD_MODEL
 EXPECTED_TEXT = [
     "model.py:8:16: BNL201 `F.dropout` without `training=` defaults to `training=True` and "
     "stays on after `model.eval()`; pass `training=self.training`",
-    "model.py:12:1: BNL004 `model.eval` without a call does nothing and the model is not "
+    "model.py:12:1: BNL004 `model.eval` without a call does nothing: `model` is not "
     "switched to evaluation mode; write `model.eval()`",
 ]
 

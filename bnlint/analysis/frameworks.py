@@ -81,3 +81,30 @@ MODEL_FACTORIES = (
     "transformers.AutoModelFor",
     "ultralytics.YOLO",
 )
+
+# Module methods that frameworks call only in training mode (Lightning's
+# ``training_step``, mmengine's ``BaseModel.train_step``), and ``__init__``,
+# which builds the module: dropout or batch statistics there are meant to be on.
+TRAINING_ONLY_METHODS = frozenset({"__init__", "training_step", "train_step"})
+
+# Positions of ``running_mean`` and ``running_var`` in the functional batch norm.
+# Without running statistics (``None``) ``training=True`` is the only valid call:
+# timm's and HF's weight standardisation normalise the weights this way.
+BATCH_NORM_RUNNING_STATS = {
+    "torch.nn.functional.batch_norm": (("running_mean", 1), ("running_var", 2)),
+}
+
+# Gradient-mode context managers, under every name torch exports them.
+GRAD_MODE_CONTEXTS = frozenset(
+    {
+        "torch.no_grad",
+        "torch.enable_grad",
+        "torch.inference_mode",
+        "torch.autograd.no_grad",
+        "torch.autograd.enable_grad",
+        "torch.autograd.inference_mode",
+        "torch.autograd.grad_mode.no_grad",
+        "torch.autograd.grad_mode.enable_grad",
+        "torch.autograd.grad_mode.inference_mode",
+    }
+)

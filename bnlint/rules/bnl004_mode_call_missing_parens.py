@@ -4,20 +4,21 @@ from collections.abc import Iterator
 
 import libcst as cst
 
+from bnlint.analysis.frameworks import GRAD_MODE_CONTEXTS
 from bnlint.analysis.model import SemanticModel
 from bnlint.rules.base import Anchor, Finding, FixPlan, NodeEdit, Rule
 
 MODE_METHODS = frozenset({"eval", "train"})
-GRAD_CONTEXTS = frozenset(
-    {"torch.no_grad", "torch.inference_mode", "torch.enable_grad", "torch.autograd.no_grad"}
-)
 
 
 class ModeCallMissingParens(Rule):
     """
     ## What it does
-    Finds `model.eval`, `model.train`, `torch.no_grad` and `torch.inference_mode`
-    written without a call: as a statement of their own, or as `with torch.no_grad:`.
+    Finds `x.eval` and `x.train` written as a statement of their own (on any
+    object: `model`, `self.model`, `model.module`, a loop variable), and
+    `torch.no_grad`, `torch.enable_grad` and `torch.inference_mode` (under any
+    import: `from torch import no_grad`, `torch.autograd.no_grad`, ...) used
+    without a call, as a statement or as `with torch.no_grad:`.
 
     ## Why is this bad?
     `model.eval` on its own line only looks the method up and throws it away: the
@@ -27,8 +28,12 @@ class ModeCallMissingParens(Rule):
     `torch.no_grad` statement does nothing at all.
 
     ## Known problems
-    A class whose `eval`/`train` attribute is a property with side effects would be
-    reported; no PyTorch class does that.
+    The object is not checked: a bare `x.eval` statement does nothing whatever
+    `x` is, but the message then talks about a mode that `x` may not have. A
+    class whose `eval`/`train` attribute is a property with side effects would be
+    reported; no PyTorch class does that. Uses as values (`switch = model.eval`,
+    callbacks) and the decorator `@torch.no_grad`, valid without parentheses
+    since torch 2.0, are not reported.
 
     ## Fix safety
     Adding `()` is safe: it does what the line was written to do. A bare
@@ -47,7 +52,7 @@ class ModeCallMissingParens(Rule):
             value = site.node.value
             if isinstance(value, cst.Attribute) and value.attr.value in MODE_METHODS:
                 yield self._missing_call(model, value)
-            elif model.qualname(value) in GRAD_CONTEXTS:
+            elif model.qualname(value) in GRAD_MODE_CONTEXTS:
                 text = model.code(value)
                 yield Finding(
                     value,
@@ -56,7 +61,7 @@ class ModeCallMissingParens(Rule):
                 )
         for site in model.with_items:
             item = site.item.item
-            if model.qualname(item) in GRAD_CONTEXTS:
+            if model.qualname(item) in GRAD_MODE_CONTEXTS:
                 text = model.code(item)
                 yield Finding(
                     item,
@@ -67,9 +72,10 @@ class ModeCallMissingParens(Rule):
     def _missing_call(self, model: SemanticModel, value: cst.Attribute) -> Finding:
         text = model.code(value)
         mode = "evaluation" if value.attr.value == "eval" else "training"
+        receiver = model.code(value.value)
         return Finding(
             value,
-            f"`{text}` without a call does nothing and the model is not switched "
+            f"`{text}` without a call does nothing: `{receiver}` is not switched "
             f"to {mode} mode; write `{text}()`",
             self._add_parens(value),
         )

@@ -4,8 +4,8 @@ from collections.abc import Iterator
 
 import libcst as cst
 
-from bnlint.analysis.model import SemanticModel
-from bnlint.analysis.values import kind_of
+from bnlint.analysis.model import Assignment, CallSite, SemanticModel
+from bnlint.analysis.values import Kind, kind_of
 from bnlint.rules.base import Anchor, Finding, FixPlan, NodeEdit, Rule
 
 CORRECT = "requires_grad"
@@ -44,16 +44,22 @@ class MisspeltRequiresGrad(Rule):
     PyTorch objects accept any new attribute. `p.require_grad = False` creates an
     attribute nobody reads and the parameter keeps training: the layer you meant to
     freeze is updated by the optimizer. Assigning to `requires_grad_` replaces the
-    in-place method with a boolean.
+    in-place method with a boolean. On a module even the right spelling would do
+    nothing: modules have no `requires_grad` flag, only the `requires_grad_()`
+    method that sets it on every parameter.
 
     ## Known problems
     Only values the analysis can see are tensors, parameters or modules are
     checked: loop variables over `.parameters()`/`.modules()`, `.weight`/`.bias`,
     and names assigned from `torch` calls, `nn` layers or model classes. A
-    misspelt flag on an object built elsewhere is not reported.
+    misspelt flag on an object built elsewhere is not reported, and neither is an
+    attribute that a class of the same file sets on `self` in `__init__` (a flag
+    of its own).
 
     ## Fix safety
-    The rename is safe: the line then does what it was written to do.
+    Safe: on a tensor or parameter the attribute is renamed to `requires_grad`; on
+    a module the assignment becomes `module.requires_grad_(value)`. Either way the
+    line then does what it was written to do.
     """
 
     code = "BNL107"
@@ -65,52 +71,99 @@ class MisspeltRequiresGrad(Rule):
     def check(self, model: SemanticModel) -> Iterator[Finding]:
         for assignment in model.assignments:
             target = assignment.target
-            if (
-                isinstance(target, cst.Attribute)
-                and is_misspelling(target.attr.value)
-                and kind_of(model, target.value, assignment.function) is not None
-            ):
-                yield self._finding(model, target.attr, target.value, target.attr)
+            if isinstance(target, cst.Attribute) and is_misspelling(target.attr.value):
+                yield from self._check_assignment(model, assignment, target)
         for site in model.calls:
             func = site.node.func
-            if not (isinstance(func, cst.Name) and func.value == "setattr"):
-                continue
-            args = site.node.args
-            if len(args) != 3 or not isinstance(args[1].value, cst.SimpleString):
-                continue
-            literal = args[1].value
-            attribute = literal.evaluated_value
-            if (
-                isinstance(attribute, str)
-                and is_misspelling(attribute)
-                and kind_of(model, args[0].value, site.function) is not None
-            ):
-                quote = literal.quote
-                yield self._finding(
-                    model,
-                    literal,
-                    args[0].value,
-                    literal,
-                    f"{literal.prefix}{quote}{CORRECT}{quote}",
-                )
+            if isinstance(func, cst.Name) and func.value == "setattr":
+                yield from self._check_setattr(model, site)
 
-    def _finding(
+    def _check_assignment(
+        self, model: SemanticModel, assignment: Assignment, target: cst.Attribute
+    ) -> Iterator[Finding]:
+        if assignment.value is None or target.attr.value in _own_attributes(model):
+            return  # an annotation only, or a flag of the file's own classes
+        kind = kind_of(model, target.value, assignment.function)
+        if kind is None:
+            return
+        if kind is not Kind.MODULE:
+            edit = NodeEdit(target.attr, Anchor.REPLACE, CORRECT)
+            yield self._rename(model, target.attr, target.value, edit)
+            return
+        statement = assignment.statement
+        if isinstance(statement, cst.Assign) and len(statement.targets) == 1:
+            yield self._module_finding(model, target.attr, target.value, statement, statement.value)
+        else:  # ``a = m.require_grad = False`` or ``m.require_grad: bool = ...``: no fix
+            yield self._module_finding(model, target.attr, target.value, None, assignment.value)
+
+    def _check_setattr(self, model: SemanticModel, site: CallSite) -> Iterator[Finding]:
+        args = site.node.args
+        if len(args) != 3 or not isinstance(args[1].value, cst.SimpleString):
+            return
+        literal = args[1].value
+        attribute = literal.evaluated_value
+        if not isinstance(attribute, str) or not is_misspelling(attribute):
+            return
+        if attribute in _own_attributes(model):
+            return
+        receiver = args[0].value
+        kind = kind_of(model, receiver, site.function)
+        if kind is Kind.MODULE:
+            yield self._module_finding(model, literal, receiver, site.node, args[2].value)
+        elif kind is not None:
+            quoted = f"{literal.prefix}{literal.quote}{CORRECT}{literal.quote}"
+            yield self._rename(model, literal, receiver, NodeEdit(literal, Anchor.REPLACE, quoted))
+
+    def _rename(
+        self, model: SemanticModel, node: cst.CSTNode, receiver: cst.BaseExpression, edit: NodeEdit
+    ) -> Finding:
+        wrong = _attribute_text(model, node)
+        problem = (
+            f"assigning to `{wrong}` replaces the in-place method"
+            if wrong == CORRECT + "_"
+            else f"`{wrong}` is not `{CORRECT}`: this sets a new attribute"
+        )
+        return Finding(
+            node,
+            f"{problem} on `{model.code(receiver)}` and its `{CORRECT}` flag does not change",
+            FixPlan((edit,), safe=True, description=f"Rename to `{CORRECT}`"),
+        )
+
+    def _module_finding(
         self,
         model: SemanticModel,
         node: cst.CSTNode,
         receiver: cst.BaseExpression,
-        replaced: cst.CSTNode,
-        replacement: str = CORRECT,
+        replaced: cst.CSTNode | None,
+        value: cst.BaseExpression,
     ) -> Finding:
-        wrong = model.code(node).strip("\"'")
-        fix = FixPlan(
-            (NodeEdit(replaced, Anchor.REPLACE, replacement),),
-            safe=True,
-            description=f"Rename to `{CORRECT}`",
-        )
+        call = f"{model.code(receiver)}.{CORRECT}_({model.code(value).strip()})"
+        fix = None
+        if replaced is not None:
+            edit = NodeEdit(replaced, Anchor.REPLACE, call)
+            fix = FixPlan((edit,), safe=True, description=f"Call `{CORRECT}_()` on the module")
         return Finding(
             node,
-            f"`{wrong}` is not `{CORRECT}`: this sets a new attribute on "
-            f"`{model.code(receiver)}` and nothing is frozen",
+            f"`{_attribute_text(model, node)}` is not `{CORRECT}`, and a module has no "
+            f"`{CORRECT}` flag anyway: no parameter changes; use `{call}`",
             fix,
         )
+
+
+def _attribute_text(model: SemanticModel, node: cst.CSTNode) -> str:
+    return model.code(node).strip("\"'")
+
+
+def _own_attributes(model: SemanticModel) -> frozenset[str]:
+    """Attributes that classes of this file give their instances in ``__init__``
+    (``self.require_grad = require_grad``): flags of their own, not typos."""
+    return frozenset(
+        target.attr.value
+        for a in model.assignments
+        if a.function is not None
+        and a.function.name == "__init__"
+        and a.function.self_name is not None
+        and isinstance(target := a.target, cst.Attribute)
+        and isinstance(target.value, cst.Name)
+        and target.value.value == a.function.self_name
+    )

@@ -2,9 +2,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from bnlint.analysis.frameworks import FUNCTIONAL_BATCH_NORM
+import libcst as cst
+
+from bnlint.analysis.calls import argument
+from bnlint.analysis.frameworks import BATCH_NORM_RUNNING_STATS, FUNCTIONAL_BATCH_NORM
 from bnlint.analysis.model import SemanticModel
-from bnlint.analysis.training_flag import FlagState, training_flag
+from bnlint.analysis.training_flag import FlagState, may_run_in_eval, training_flag
 from bnlint.rules.base import Finding, Rule
 from bnlint.rules.fixes import set_keyword
 
@@ -13,7 +16,8 @@ class FunctionalBatchNormHardcodedTraining(Rule):
     """
     ## What it does
     Finds `F.batch_norm(..., training=True)` (the literal `True`, by keyword or
-    position) inside an `nn.Module` method.
+    position) in a method of an `nn.Module`, when the call is given running
+    statistics.
 
     ## Why is this bad?
     With `training=True` the layer normalises every batch with that batch's own
@@ -22,8 +26,14 @@ class FunctionalBatchNormHardcodedTraining(Rule):
     changes it.
 
     ## Known problems
-    None known. Test-time adaptation methods that want batch statistics at test
-    time should say so with `# noqa: BNL202`.
+    A call whose `running_mean` or `running_var` is `None` or a freshly built
+    tensor keeps no statistics, so `training=True` is the only choice: weight
+    standardisation (timm's `StdConv2d`, HF's `WeightStandardizedConv2d`) does
+    this and is not reported. Neither are calls that run only in training (in
+    `__init__`, Lightning's `training_step`, mmengine's `train_step`, or under
+    `if self.training:`).
+    Test-time adaptation methods that want batch statistics at test time should
+    say so with `# noqa: BNL202`.
 
     ## Fix safety
     Safe: `training=self.training` is the same in training mode and uses the
@@ -38,19 +48,34 @@ class FunctionalBatchNormHardcodedTraining(Rule):
 
     def check(self, model: SemanticModel) -> Iterator[Finding]:
         for site, method in model.module_method_calls(FUNCTIONAL_BATCH_NORM):
-            position = FUNCTIONAL_BATCH_NORM[site.qualname or ""]
-            state, arg = training_flag(site.node, "training", position)
-            if state is not FlagState.LITERAL_TRUE:
+            qualname = site.qualname or ""
+            state, arg = training_flag(site.node, "training", FUNCTIONAL_BATCH_NORM[qualname])
+            if (
+                state is not FlagState.LITERAL_TRUE
+                or not _keeps_running_stats(model, site.node, qualname)
+                or not may_run_in_eval(method, site.node)
+            ):
                 continue
-            fix = None
-            if method.self_name is not None:
-                fix = set_keyword(
-                    site.node, arg, "training", f"{method.self_name}.training", safe=True
-                )
+            flag = f"{method.self_name}.training"
             yield Finding(
                 site.node,
                 f"`{model.code(site.node.func)}(..., training=True)` normalises with batch "
                 "statistics and updates the running stats even in eval mode; "
-                f"pass `training={method.self_name or 'self'}.training`",
-                fix,
+                f"pass `training={flag}`",
+                set_keyword(model, site.node, arg, "training", flag, safe=True),
             )
+
+
+def _keeps_running_stats(model: SemanticModel, call: cst.Call, qualname: str) -> bool:
+    """False when a running statistic is ``None`` or a tensor that a ``torch``
+    call builds right there (``torch.zeros(c)``): no buffer is updated."""
+    for name, position in BATCH_NORM_RUNNING_STATS.get(qualname, ()):
+        arg = argument(call, name, position)
+        if arg is None:
+            return False  # missing, or hidden in `**kwargs`: nothing is proven
+        value = arg.value
+        if isinstance(value, cst.Name) and value.value == "None":
+            return False
+        if isinstance(value, cst.Call) and (model.qualname(value.func) or "").startswith("torch."):
+            return False
+    return True

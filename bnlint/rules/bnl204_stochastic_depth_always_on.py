@@ -2,13 +2,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import libcst as cst
-
 from bnlint.analysis.calls import is_true_literal
 from bnlint.analysis.frameworks import STOCHASTIC_DEPTH
-from bnlint.analysis.model import SemanticModel
+from bnlint.analysis.model import CallSite, FunctionInfo, SemanticModel
 from bnlint.analysis.names import dotted_name
-from bnlint.analysis.training_flag import FlagState, training_flag
+from bnlint.analysis.training_flag import FlagState, may_run_in_eval, training_flag
 from bnlint.rules.base import Finding, Rule
 from bnlint.rules.fixes import set_keyword
 
@@ -35,9 +33,9 @@ def local_drop_path_helpers(model: SemanticModel) -> dict[str, int]:
 class StochasticDepthAlwaysOn(Rule):
     """
     ## What it does
-    Finds `torchvision.ops.stochastic_depth(...)`, or a drop-path helper defined in
-    the same file whose `training` parameter defaults to `True`, called inside an
-    `nn.Module` method without a `training` argument (or with `training=True`).
+    Finds `torchvision.ops.stochastic_depth(...)`, or a drop-path function defined
+    at the top level of the same file whose `training` parameter defaults to
+    `True`, called in a method of an `nn.Module` without a `training` argument.
 
     ## Why is this bad?
     Stochastic depth randomly drops whole residual branches. Called as a function
@@ -46,7 +44,11 @@ class StochasticDepthAlwaysOn(Rule):
 
     ## Known problems
     Drop-path helpers imported from other files of the project are not checked
-    yet; timm's `drop_path` defaults to `training=False` and is not this bug.
+    yet. timm's `drop_path` defaults to `training=False`, and so does the copy
+    most projects carry; those are not this bug. An explicit `training=True` is
+    taken as deliberate, and calls that run only in training (in `__init__`,
+    Lightning's `training_step`, mmengine's `train_step`, or under
+    `if self.training:`) are not reported.
 
     ## Fix safety
     Safe: `training=self.training` is unchanged in training mode and turns the
@@ -68,22 +70,19 @@ class StochasticDepthAlwaysOn(Rule):
             if position is None:
                 continue
             method = model.enclosing_module_method(site.function)
-            if method is None or method.name == "__init__":
-                continue
-            yield from self._check_call(model, site.node, position, method.self_name)
+            if method is not None:
+                yield from self._check_call(model, site, position, method)
 
     def _check_call(
-        self, model: SemanticModel, call: cst.Call, position: int, self_name: str | None
+        self, model: SemanticModel, site: CallSite, position: int, method: FunctionInfo
     ) -> Iterator[Finding]:
-        state, arg = training_flag(call, "training", position)
-        if state not in {FlagState.MISSING, FlagState.LITERAL_TRUE}:
+        state, _ = training_flag(site.node, "training", position)
+        if state is not FlagState.MISSING or not may_run_in_eval(method, site.node):
             return
-        fix = None
-        if self_name is not None:
-            fix = set_keyword(call, arg, "training", f"{self_name}.training", safe=True)
+        flag = f"{method.self_name}.training"
         yield Finding(
-            call,
-            f"`{model.code(call.func)}` keeps dropping residual branches after "
-            f"`model.eval()`; pass `training={self_name or 'self'}.training`",
-            fix,
+            site.node,
+            f"`{model.code(site.node.func)}` without `training=` keeps dropping residual "
+            f"branches after `model.eval()`; pass `training={flag}`",
+            set_keyword(model, site.node, None, "training", flag, safe=True),
         )
