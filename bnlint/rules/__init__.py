@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from bnlint.rules.base import Rule
 from bnlint.rules.bnl004_mode_call_missing_parens import ModeCallMissingParens
+from bnlint.rules.bnl103_track_running_stats_toggled import TrackRunningStatsToggled
+from bnlint.rules.bnl104_averaged_model_without_bn_update import AveragedModelWithoutBnUpdate
+from bnlint.rules.bnl105_batchnorm_tiny_batch import BatchnormTinyBatch
+from bnlint.rules.bnl106_inference_with_batch_statistics import InferenceWithBatchStatistics
 from bnlint.rules.bnl107_misspelt_requires_grad import MisspeltRequiresGrad
 from bnlint.rules.bnl201_functional_dropout_always_on import FunctionalDropoutAlwaysOn
 from bnlint.rules.bnl202_functional_batchnorm_hardcoded_training import (
@@ -19,6 +23,10 @@ ALL_RULES: tuple[type[Rule], ...] = tuple(
     sorted(
         [
             ModeCallMissingParens,
+            TrackRunningStatsToggled,
+            AveragedModelWithoutBnUpdate,
+            BatchnormTinyBatch,
+            InferenceWithBatchStatistics,
             MisspeltRequiresGrad,
             FunctionalDropoutAlwaysOn,
             FunctionalBatchNormHardcodedTraining,
