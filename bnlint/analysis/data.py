@@ -25,10 +25,13 @@ class Role(enum.Enum):
     EVAL = "eval"
 
 
+# A role word ends at an underscore, a digit, the end, or a data word glued to it
+# (``trainloader``, ``testset``: the PyTorch tutorials' spelling).
+_WORD_END = r"(_|$|\b|\d|loader|set|data|ds|dl|iter)"
 _EVAL_WORDS = re.compile(
-    r"(^|_|\b)(val|valid|validation|test|testing|eval|evaluation|dev|holdout)(_|$|\b|\d)"
+    r"(^|_|\b)(val|valid|validation|test|testing|eval|evaluation|dev|holdout)" + _WORD_END
 )
-_TRAIN_WORDS = re.compile(r"(^|_|\b)(train|training|trn)(_|$|\b|\d)")
+_TRAIN_WORDS = re.compile(r"(^|_|\b)(train|training|trn)" + _WORD_END)
 
 
 def role_from_name(name: str) -> Role | None:
@@ -39,6 +42,14 @@ def role_from_name(name: str) -> Role | None:
     if is_eval == is_train:
         return None
     return Role.EVAL if is_eval else Role.TRAIN
+
+
+_DATA_WORDS = re.compile(r"loader|dataset|data|(^|_)(dl|ds|set|split|samples|iter|gen)(_|$|\d)")
+
+
+def is_data_name(name: str) -> bool:
+    """``train_loader``, ``val_ds``, ``test_set``: a name for data, not a flag or a time."""
+    return _DATA_WORDS.search(name.lower().rsplit(".", 1)[-1]) is not None
 
 
 def role_from_arguments(call: cst.Call) -> Role | None:

@@ -22,6 +22,14 @@ def dotted_name(node: cst.BaseExpression) -> str | None:
     return ".".join(reversed(parts))
 
 
+def target_names(target: cst.BaseExpression) -> list[str]:
+    """The names an assignment target binds: ``a``, ``self.a``, ``a, (b, c)``."""
+    if isinstance(target, cst.Tuple | cst.List):
+        return [name for element in target.elements for name in target_names(element.value)]
+    name = dotted_name(target)
+    return [name] if name is not None else []
+
+
 class ImportTable:
     """Maps local names bound by imports to the qualified names they stand for."""
 

@@ -15,6 +15,7 @@ from bnlint.rules.bnl202_functional_batchnorm_hardcoded_training import (
 )
 from bnlint.rules.bnl203_attention_dropout_always_on import AttentionDropoutAlwaysOn
 from bnlint.rules.bnl204_stochastic_depth_always_on import StochasticDepthAlwaysOn
+from bnlint.rules.bnl301_evaluation_on_training_data import EvaluationOnTrainingData
 from bnlint.rules.bnl302_evaluation_with_train_augmentation import (
     EvaluationWithTrainAugmentation,
 )
@@ -32,6 +33,7 @@ ALL_RULES: tuple[type[Rule], ...] = tuple(
             FunctionalBatchNormHardcodedTraining,
             AttentionDropoutAlwaysOn,
             StochasticDepthAlwaysOn,
+            EvaluationOnTrainingData,
             EvaluationWithTrainAugmentation,
         ],
         key=lambda rule: rule.code,

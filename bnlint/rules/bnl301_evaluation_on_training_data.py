@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import libcst as cst
+
+from bnlint.analysis.calls import argument
+from bnlint.analysis.data import Role, is_data_name, role_from_name
+from bnlint.analysis.model import Assignment, CallSite, SemanticModel
+from bnlint.analysis.names import dotted_name, target_names
+from bnlint.rules.base import Anchor, Finding, FixPlan, NodeEdit, Rule
+
+DATA_LOADERS = frozenset({"torch.utils.data.DataLoader", "torch.utils.data.dataloader.DataLoader"})
+_EVALUATION_FUNCTION = re.compile(
+    r"^(validate|validation|evaluate|evaluation|eval|test|predict|infer)"
+)
+
+
+class EvaluationOnTrainingData(Rule):
+    """
+    ## What it does
+    Finds validation that runs on the training data: an evaluation name bound to the
+    training loader (`val_loader = train_loader`), a validation `DataLoader` built
+    over the training dataset object, an evaluation function called with the
+    training loader whose result is stored as a validation metric
+    (`val_acc = evaluate(model, train_loader)`), or a training loader passed as an
+    evaluation keyword (`validate(loader=..., val_loader=train_loader)`).
+
+    ## Why is this bad?
+    Validation on training data measures memorisation, not generalisation: the
+    curve keeps improving while the model overfits, and early stopping, model
+    selection and the reported numbers are all wrong.
+
+    ## Known problems
+    Roles come from names (`train_*`, `val_*`, `test_*`, `eval_*`). Measuring train
+    accuracy on purpose is fine when it is named so (`train_acc = evaluate(model,
+    train_loader)`), and so are splits of one dataset (`random_split`, `Subset` with
+    index lists, k-fold), which build new objects.
+
+    ## Fix safety
+    When exactly one validation or test loader is in scope, the fix passes it in
+    place of the training loader. It is unsafe: it changes which data is evaluated,
+    which is the point, but check it is the split you meant.
+    """
+
+    code = "BNL301"
+    name = "evaluation-on-training-data"
+    summary = "an evaluation loop runs over the training loader or dataset"
+    fixable = True
+    triggers = ("train",)
+
+    def check(self, model: SemanticModel) -> Iterator[Finding]:
+        for assignment in model.assignments:
+            yield from self._aliased_or_rebuilt(model, assignment)
+        for site in model.calls:
+            yield from self._evaluation_call(model, site)
+
+    def _aliased_or_rebuilt(
+        self, model: SemanticModel, assignment: Assignment
+    ) -> Iterator[Finding]:
+        target = dotted_name(assignment.target)
+        value = assignment.value
+        if target is None or value is None or role_from_name(target) is not Role.EVAL:
+            return
+        source = dotted_name(value)
+        if source is not None and is_data_name(source) and role_from_name(source) is Role.TRAIN:
+            yield Finding(value, f"`{target}` is the training data `{source}`: " + _CONSEQUENCE)
+            return
+        if isinstance(value, cst.Call) and model.qualname(value.func) in DATA_LOADERS:
+            dataset = argument(value, "dataset", 0)
+            name = dotted_name(dataset.value) if dataset else None
+            if name is not None and role_from_name(name) is Role.TRAIN:
+                yield Finding(
+                    dataset,
+                    f"the evaluation loader `{target}` is built over the training dataset "
+                    f"`{name}`: " + _CONSEQUENCE,
+                )
+
+    def _evaluation_call(self, model: SemanticModel, site: CallSite) -> Iterator[Finding]:
+        called = (dotted_name(site.node.func) or "").rsplit(".", 1)[-1].lower()
+        stored_as_validation = any(
+            role_from_name(name) is Role.EVAL
+            for a in model.assignments
+            if a.value is site.node
+            for name in target_names(a.target)
+        )
+        for arg in site.node.args:
+            name = dotted_name(arg.value)
+            if name is None or not is_data_name(name) or role_from_name(name) is not Role.TRAIN:
+                continue
+            keyword = arg.keyword.value if arg.keyword else None
+            evaluation_keyword = keyword is not None and role_from_name(keyword) is Role.EVAL
+            evaluation_result = _EVALUATION_FUNCTION.match(called) and stored_as_validation
+            if evaluation_keyword or evaluation_result:
+                yield Finding(
+                    arg.value,
+                    f"validation runs on the training data `{name}`: " + _CONSEQUENCE,
+                    _fix(model, site, arg.value),
+                )
+
+
+_CONSEQUENCE = (
+    "the validation numbers measure memorisation, not generalisation; use the validation loader"
+)
+
+
+def _fix(model: SemanticModel, site: CallSite, wrong: cst.BaseExpression) -> FixPlan | None:
+    """Pass the one validation/test loader in scope instead."""
+    candidates = {
+        name for name in _names_in_scope(model, site) if role_from_name(name) is Role.EVAL
+    }
+    candidates = {name for name in candidates if "loader" in name.lower() or "_dl" in name}
+    if len(candidates) != 1:
+        return None
+    (replacement,) = candidates
+    return FixPlan(
+        (NodeEdit(wrong, Anchor.REPLACE, replacement),),
+        safe=False,
+        description=f"Use `{replacement}`",
+    )
+
+
+def _names_in_scope(model: SemanticModel, site: CallSite) -> set[str]:
+    """Module names, the function's parameters and locals, and ``self.*`` attributes
+    set anywhere in its class."""
+    function = site.function
+    cls = function.cls if function is not None else None
+    names = set(function.parameter_names()) if function is not None else set()
+    for a in model.assignments:
+        own_class = cls is not None and a.function is not None and a.function.cls is cls
+        for name in target_names(a.target):
+            if a.function in (function, None) or (own_class and name.startswith("self.")):
+                names.add(name)
+    return names
