@@ -108,3 +108,112 @@ GRAD_MODE_CONTEXTS = frozenset(
         "torch.autograd.grad_mode.inference_mode",
     }
 )
+
+# Library classes and helpers that freeze BatchNorm layers (last name component:
+# torchvision.ops, detectron2.layers and timm.layers all export FrozenBatchNorm2d).
+BATCH_NORM_FREEZERS = frozenset(
+    {
+        "FrozenBatchNorm2d",
+        "freeze_batch_norm_2d",
+        "convert_frozen_batchnorm",
+        "freeze_norm_layers",
+    }
+)
+
+# Lightning hooks that the framework runs in eval mode under no-grad.
+EVALUATION_HOOKS = frozenset({"validation_step", "test_step", "predict_step"})
+
+# -- the mode analysis (BNL001-BNL006) -------------------------------------------
+
+# torch.nn classes whose forward depends on the training flag: only these (and
+# project modules, which may contain anything) are tracked as models. A Linear
+# layer or a loss behaves the same in both modes.
+MODE_DEPENDENT_TORCH_CLASSES = frozenset(
+    {
+        "Sequential",
+        "ModuleList",
+        "ModuleDict",
+        "BatchNorm1d",
+        "BatchNorm2d",
+        "BatchNorm3d",
+        "LazyBatchNorm1d",
+        "LazyBatchNorm2d",
+        "LazyBatchNorm3d",
+        "SyncBatchNorm",
+        "Dropout",
+        "Dropout1d",
+        "Dropout2d",
+        "Dropout3d",
+        "AlphaDropout",
+        "FeatureAlphaDropout",
+        "Transformer",
+        "TransformerEncoder",
+        "TransformerDecoder",
+        "TransformerEncoderLayer",
+        "TransformerDecoderLayer",
+        "MultiheadAttention",
+        "RNN",
+        "LSTM",
+        "GRU",
+    }
+)
+
+# Calls that build a new module in training mode (prefixes of qualified names).
+TRAIN_MODE_FACTORIES = (
+    "torchvision.models.",
+    "timm.create_model",
+    "timm.models.create_model",
+)
+# ``from_pretrained`` of these libraries calls ``model.eval()`` before returning.
+EVAL_MODE_LOADER_PREFIXES = ("transformers.", "diffusers.")
+
+# Wrappers whose result runs the module they wrap: its mode is the module's.
+MODULE_WRAPPERS = frozenset(
+    {
+        "torch.compile",
+        "torch.nn.DataParallel",
+        "torch.nn.parallel.DataParallel",
+        "torch.nn.parallel.DistributedDataParallel",
+        "torch.distributed.fsdp.FullyShardedDataParallel",
+    }
+)
+# Calls that return a copy of a module, in the mode the original is in.
+MODULE_COPIES = frozenset({"copy.deepcopy", "torch.optim.swa_utils.AveragedModel"})
+
+# Exporters that record the graph of the mode the module is in, by the position
+# of the module argument. ``torch.onnx.export`` switches to eval itself unless
+# told ``training=TrainingMode.PRESERVE``.
+EXPORTERS = {
+    "torch.jit.trace": 0,
+    "torch.jit.trace_module": 0,
+    "torch.export.export": 0,
+    "torch.onnx.export": 0,
+}
+ONNX_EXPORT = "torch.onnx.export"
+
+# ``torch.set_grad_enabled(flag)`` under every name torch exports it.
+SET_GRAD_ENABLED = frozenset(
+    {
+        "torch.set_grad_enabled",
+        "torch.autograd.set_grad_enabled",
+        "torch.autograd.grad_mode.set_grad_enabled",
+    }
+)
+# Calls that compute gradients without a training step: an evaluation loop
+# that makes them (adversarial evaluation, saliency maps) needs autograd on.
+GRADIENT_CALLS = frozenset({"torch.autograd.grad", "torch.func.grad", "torch.func.vjp"})
+
+# Hooks that Lightning runs with the module in eval mode under no-grad, by prefix.
+LIGHTNING_EVALUATION_PREFIXES = (
+    "validation_",
+    "test_",
+    "predict_",
+    "on_validation_",
+    "on_test_",
+    "on_predict_",
+)
+# Methods of a transformers ``Trainer`` subclass that the Trainer runs with the
+# model in eval mode under no-grad.
+HF_TRAINER_EVALUATION_METHODS = frozenset(
+    {"evaluate", "evaluation_loop", "prediction_loop", "prediction_step", "predict"}
+)

@@ -4,66 +4,86 @@ from collections.abc import Iterator
 
 import libcst as cst
 
-from bnlint.analysis.model import Assignment, SemanticModel
+from bnlint.analysis.model import FunctionInfo, SemanticModel
 from bnlint.analysis.names import dotted_name
 from bnlint.rules.base import Finding, Rule
 
 FLAG = "track_running_stats"
+_BUFFERS = frozenset({"running_mean", "running_var"})
 
 
 class TrackRunningStatsToggled(Rule):
     """
     ## What it does
-    Finds `track_running_stats` assigned on an existing BatchNorm layer
+    Finds `track_running_stats` set to `False` on an existing BatchNorm layer
     (`m.track_running_stats = False`, also through `setattr`), typically to
-    "freeze" its statistics.
+    "freeze" its statistics, or to make it normalise with batch statistics.
 
     ## Why is this bad?
-    The flag is read at construction time to create the running buffers; changing
-    it later does not freeze the layer. In training mode the layer then normalises
-    every batch with that batch's own statistics and stops updating its buffers,
-    and in eval mode it uses the buffers again: the flag and the buffers disagree,
-    and the model behaves differently from what the flag says.
+    The flag is read at construction time to create the running buffers; turning
+    it off later does neither. In training mode the layer still normalises every
+    batch with that batch's own statistics (it only stops updating its buffers),
+    and in eval mode it still uses the old buffers: the flag and the buffers
+    disagree. A frozen backbone is trained on batch-normalised features and
+    evaluated on features normalised with stale statistics; an AdaBN-style
+    "use the test batch's statistics" silently keeps the training ones.
 
     ## Known problems
-    A class that sets `self.track_running_stats` on itself (a custom norm layer's
-    constructor) is not reported, nor is test-time adaptation that also drops the
-    buffers (`m.running_mean = None; m.running_var = None`), which makes flag and
-    buffers agree.
+    Not reported: a class setting `self.track_running_stats` on itself (a custom
+    norm layer); test-time adaptation that also drops the buffers
+    (`m.running_mean = None; m.running_var = None`, as TENT does), which makes flag
+    and buffers agree; a layer put in eval mode right there (`m.eval()`), which is
+    what freezes it; a temporary switch that saves the old value first
+    (`saved = m.track_running_stats`) to restore it; and values computed at run
+    time (`m.track_running_stats = not freeze_bn`), which may be `True`.
 
     ## Fix safety
     No automatic fix: the right change is `m.eval()` on the layer (re-applied after
-    every `.train()`, see BNL102) or `FrozenBatchNorm2d`, and which one depends on
-    the code around it.
+    every `.train()`, see BNL102) or `FrozenBatchNorm2d` to freeze it, or
+    `running_mean`/`running_var` set to `None` for batch statistics everywhere, and
+    which one depends on what the code means.
     """
 
     code = "BNL103"
     name = "track-running-stats-toggled"
-    summary = "`track_running_stats` assigned on an existing BatchNorm: it does not freeze it"
+    summary = "`track_running_stats = False` on an existing BatchNorm: it does not freeze it"
     triggers = (FLAG,)
 
     def check(self, model: SemanticModel) -> Iterator[Finding]:
         for assignment in model.assignments:
             target = assignment.target
-            if not (isinstance(target, cst.Attribute) and target.attr.value == FLAG):
+            if not (
+                isinstance(target, cst.Attribute)
+                and target.attr.value == FLAG
+                and _is_false(assignment.value)
+            ):
                 continue
-            if not self._is_own_attribute(assignment) and not _drops_buffers(model, assignment):
+            if self._reported(model, target.value, assignment.function):
                 yield self._finding(model, target.attr, target.value)
         for site in model.calls:
             func, args = site.node.func, site.node.args
-            if isinstance(func, cst.Name) and func.value == "setattr" and len(args) == 3:
-                literal = args[1].value
-                if isinstance(literal, cst.SimpleString) and literal.evaluated_value == FLAG:
-                    yield self._finding(model, site.node, args[0].value)
+            if not (isinstance(func, cst.Name) and func.value == "setattr" and len(args) == 3):
+                continue
+            name, value = args[1].value, args[2].value
+            if (
+                isinstance(name, cst.SimpleString)
+                and name.evaluated_value == FLAG
+                and _is_false(value)
+                and self._reported(model, args[0].value, site.function)
+            ):
+                yield self._finding(model, site.node, args[0].value)
 
     @staticmethod
-    def _is_own_attribute(assignment: Assignment) -> bool:
-        function = assignment.function
-        target = assignment.target
-        return (
-            function is not None
-            and isinstance(target, cst.Attribute)
-            and dotted_name(target.value) == function.self_name
+    def _reported(
+        model: SemanticModel, layer: cst.BaseExpression, function: FunctionInfo | None
+    ) -> bool:
+        name = dotted_name(layer)
+        if function is not None and name == function.self_name:
+            return False  # a norm layer's own constructor or method
+        return not (
+            _drops_buffers(model, name, function)
+            or _saves_flag(model, name, function)
+            or _puts_in_eval(model, name, function)
         )
 
     @staticmethod
@@ -71,23 +91,49 @@ class TrackRunningStatsToggled(Rule):
         name = model.code(layer).strip()
         return Finding(
             node,
-            f"setting `{name}.{FLAG}` does not freeze the layer: in training mode it "
-            "normalises with each batch's statistics and stops updating its running "
-            f"ones; use `{name}.eval()` (kept after `.train()`) or FrozenBatchNorm2d",
+            f"`{name}.{FLAG} = False` neither freezes this BatchNorm nor makes it use batch "
+            "statistics: in training mode it still normalises with each batch (and stops "
+            "updating its running statistics), in eval mode it still uses the old ones; "
+            f"to freeze it use `{name}.eval()` (kept after `.train()`) or FrozenBatchNorm2d",
         )
 
 
-def _drops_buffers(model: SemanticModel, flag: Assignment) -> bool:
+def _is_false(value: cst.BaseExpression | None) -> bool:
+    return isinstance(value, cst.Name) and value.value == "False"
+
+
+def _drops_buffers(model: SemanticModel, layer: str | None, function: FunctionInfo | None) -> bool:
     """Test-time adaptation (TENT): ``running_mean``/``running_var`` set to None too."""
-    target = flag.target
-    assert isinstance(target, cst.Attribute)
-    layer = dotted_name(target.value)
     return any(
-        a.function is flag.function
+        a.function is function
         and isinstance(a.target, cst.Attribute)
-        and a.target.attr.value in {"running_mean", "running_var"}
+        and a.target.attr.value in _BUFFERS
         and dotted_name(a.target.value) == layer
         and isinstance(a.value, cst.Name)
         and a.value.value == "None"
         for a in model.assignments
+    )
+
+
+def _saves_flag(model: SemanticModel, layer: str | None, function: FunctionInfo | None) -> bool:
+    """``saved = m.track_running_stats`` before the switch: a temporary toggle that is
+    restored (no-grad forward passes that must not move the statistics)."""
+    return any(
+        a.function is function
+        and isinstance(a.value, cst.Attribute)
+        and a.value.attr.value == FLAG
+        and dotted_name(a.value.value) == layer
+        for a in model.assignments
+    )
+
+
+def _puts_in_eval(model: SemanticModel, layer: str | None, function: FunctionInfo | None) -> bool:
+    """``m.eval()`` next to the switch: eval mode is what freezes the layer, and the
+    flag only matters again after a ``.train()`` (BNL102's concern)."""
+    return any(
+        site.function is function
+        and isinstance(site.node.func, cst.Attribute)
+        and site.node.func.attr.value == "eval"
+        and dotted_name(site.node.func.value) == layer
+        for site in model.calls
     )

@@ -1,26 +1,34 @@
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from typing import Literal
 
 import libcst as cst
 
-from bnlint.analysis.architectures import contains_batch_norm
-from bnlint.analysis.calls import argument, has_star_args, keyword_arg
-from bnlint.analysis.constants import resolve_int
-from bnlint.analysis.data import Role, role_from_name
+from bnlint.analysis.architectures import contains_batch_norm, freezes_batch_norm
+from bnlint.analysis.calls import argument, is_true_literal, keyword_arg, mentions_name
+from bnlint.analysis.constants import dict_entries, resolve_int
+from bnlint.analysis.data import Role, role_from_arguments, role_from_name
 from bnlint.analysis.model import CallSite, SemanticModel
 from bnlint.analysis.names import dotted_name
+from bnlint.analysis.values import assigned_values
 from bnlint.rules.base import Finding, Rule
 
 DATA_LOADERS = frozenset({"torch.utils.data.DataLoader", "torch.utils.data.dataloader.DataLoader"})
+BATCH_SIZE = "batch_size"
+# ``batch_size``, ``batchsize``, ``n_crops_in_batch``; not ``batch_first``.
+_BATCH_SIZE_NAME = re.compile(r"batch_?size|in_batch|batch$", re.IGNORECASE)
+# Arguments that make ``batch_size`` irrelevant when it is not given.
+_BATCHING_ARGUMENTS = ("batch_sampler", "sampler")
 
 
 class BatchnormTinyBatch(Rule):
     """
     ## What it does
     Finds a training `DataLoader` with a batch size of 1 or 2 (a literal, a module
-    constant, an argparse default or a config dict entry; `DataLoader`'s own default
-    is 1) in a file that trains a model with BatchNorm.
+    constant, an argparse default, a config dict entry or a `**loader_kwargs` dict;
+    `DataLoader`'s own default is 1) in a file that trains a model with BatchNorm.
 
     ## Why is this bad?
     BatchNorm normalises with the statistics of the batch. With one or two samples
@@ -30,8 +38,15 @@ class BatchnormTinyBatch(Rule):
     ## Known problems
     The last, smaller batch of a loader without `drop_last=True` is not checked: it
     needs the dataset's size. The model is known to have BatchNorm only from layers
-    and classes visible in the file and from known architectures (ResNet, EfficientNet,
-    MobileNet, ...).
+    and classes visible in the file and from known architectures (ResNet,
+    EfficientNet, MobileNet ...). A file that freezes BatchNorm (`FrozenBatchNorm2d`,
+    timm's `freeze_batch_norm_2d`, a `freeze_bn` helper, `.eval()` on the layers of
+    a `.modules()` loop) is not reported. A loader is a training loader when a loop
+    that calls `backward()` iterates it, when its name, its dataset (`train=True`,
+    `split="train"`) or the function returning it (`train_dataloader`) says so, or
+    when it is shuffled and no loop in the file iterates it. A dataset built with a
+    batch size of its own (`SceneDataset(data, batch_size)`) returns whole batches
+    and is not reported.
 
     ## Fix safety
     No automatic fix: a larger batch, gradient accumulation with frozen BatchNorm,
@@ -45,19 +60,47 @@ class BatchnormTinyBatch(Rule):
 
     def check(self, model: SemanticModel) -> Iterator[Finding]:
         loaders = [site for site in model.calls if site.qualname in DATA_LOADERS]
-        if not loaders or not _trains_batch_norm_model(model):
+        if not loaders or not _trains_batch_norm_model(model) or freezes_batch_norm(model):
             return
         for site in loaders:
-            if has_star_args(site.node) or not _is_training_loader(model, site):
-                continue  # ``**loader_kwargs`` may set the batch size
-            batch_size = argument(site.node, "batch_size", 1)
-            if batch_size is None:
-                if keyword_arg(site.node, "batch_sampler") is None:
-                    yield Finding(site.node, _message("the default batch size of 1"))
+            if not _is_training_loader(model, site):
                 continue
-            value = resolve_int(model, batch_size.value, site.function)
-            if value in (1, 2):
-                yield Finding(batch_size, _message(f"a batch size of {value}"))
+            batch_size = _batch_size(model, site)
+            if isinstance(batch_size, str):  # _DEFAULT
+                yield Finding(site.node, _message("the default batch size of 1"))
+            elif isinstance(batch_size, cst.BaseExpression):
+                value = resolve_int(model, batch_size, site.function)
+                if value in (1, 2):
+                    yield Finding(batch_size, _message(f"a batch size of {value}"))
+
+
+# The loader uses DataLoader's default batch size.
+_DEFAULT: Literal["default"] = "default"
+BatchSize = cst.BaseExpression | Literal["default"] | None
+
+
+def _batch_size(model: SemanticModel, site: CallSite) -> BatchSize:
+    """The expression that sets the batch size, ``_DEFAULT``, or None when unknown."""
+    given = argument(site.node, BATCH_SIZE, 1)
+    if given is not None:
+        return given.value
+    for arg in site.node.args:
+        if arg.star == "*":
+            return None
+        if arg.star == "**":  # ``**loader_kwargs``: look inside the dict it names
+            entry = _kwargs_entry(model, arg.value, site)
+            if not isinstance(entry, str):
+                return entry
+    if any(keyword_arg(site.node, name) for name in _BATCHING_ARGUMENTS):
+        return None
+    return _DEFAULT
+
+
+def _kwargs_entry(model: SemanticModel, kwargs: cst.BaseExpression, site: CallSite) -> BatchSize:
+    entries = dict_entries(model, kwargs, BATCH_SIZE, site.function)
+    if entries is None or len(entries) > 1:
+        return None
+    return entries[0] if entries else _DEFAULT
 
 
 def _message(what: str) -> str:
@@ -80,16 +123,78 @@ def _trains_batch_norm_model(model: SemanticModel) -> bool:
 
 
 def _is_training_loader(model: SemanticModel, site: CallSite) -> bool:
-    targets = [dotted_name(a.target) for a in model.assignments if a.value is site.node]
+    """Training data: iterated by a loop that calls ``backward()``, or named or built
+    for training; ``shuffle=True`` counts only when no loop in the file iterates it
+    (a shuffled loader that feeds a statistics loop is not training)."""
     dataset = argument(site.node, "dataset", 0)
-    names = [*targets, dotted_name(dataset.value) if dataset else None]
-    roles = {role_from_name(name) for name in names if name}
+    if dataset is not None and _batches_itself(model, dataset.value, site):
+        return False
+    names = _names_bound_to(model, site)
+    loops = [loop for loop in _loops(model) if _iterated_name(loop.iter) in names]
+    if any(mentions_name(loop.body, "backward") for loop in loops):
+        return True
+    roles = {role_from_name(name) for name in names}
+    if site.function is not None:  # Lightning's ``train_dataloader``/``val_dataloader``
+        roles.add(role_from_name(site.function.name))
+    if dataset is not None:
+        roles.add(_role_of_dataset(model, dataset.value, site))
     if Role.EVAL in roles:
         return False
+    if Role.TRAIN in roles:
+        return True
     shuffle = keyword_arg(site.node, "shuffle")
-    shuffled = (
-        shuffle is not None
-        and isinstance(shuffle.value, cst.Name)
-        and shuffle.value.value == "True"
-    )
-    return Role.TRAIN in roles or shuffled
+    return not loops and shuffle is not None and is_true_literal(shuffle.value)
+
+
+def _names_bound_to(model: SemanticModel, site: CallSite) -> set[str]:
+    return {
+        name
+        for assignment in model.assignments
+        if assignment.value is site.node and (name := dotted_name(assignment.target))
+    }
+
+
+def _loops(model: SemanticModel) -> Iterator[cst.For]:
+    for site in model.for_loops:
+        if isinstance(site.node, cst.For):
+            yield site.node
+
+
+def _iterated_name(iterable: cst.BaseExpression) -> str | None:
+    """``loader``, ``enumerate(loader)``, ``tqdm(loader, ...)``: the loader's name."""
+    while isinstance(iterable, cst.Call) and iterable.args:
+        iterable = iterable.args[0].value
+    return dotted_name(iterable)
+
+
+def _dataset_calls(
+    model: SemanticModel, dataset: cst.BaseExpression, site: CallSite
+) -> list[cst.Call]:
+    """The calls that built ``dataset``: itself, or what its variable was assigned."""
+    name = dotted_name(dataset)
+    built = [dataset] if name is None else assigned_values(model, name, site.function)
+    return [value for value in built if isinstance(value, cst.Call)]
+
+
+def _role_of_dataset(
+    model: SemanticModel, dataset: cst.BaseExpression, site: CallSite
+) -> Role | None:
+    """``train_set``, ``CIFAR10(train=False)``, or a variable assigned one of them."""
+    name = dotted_name(dataset)
+    if name is not None and role_from_name(name) is not None:
+        return role_from_name(name)
+    for call in _dataset_calls(model, dataset, site):
+        if role_from_arguments(call) is not None:
+            return role_from_arguments(call)
+    return None
+
+
+def _batches_itself(model: SemanticModel, dataset: cst.BaseExpression, site: CallSite) -> bool:
+    """A dataset built with a batch size (``SceneDataset(data, args.batch_size)``)
+    returns whole batches, and the loader's batch of 1 is one of them."""
+    for call in _dataset_calls(model, dataset, site):
+        for arg in call.args:
+            name = arg.keyword.value if arg.keyword else dotted_name(arg.value) or ""
+            if _BATCH_SIZE_NAME.search(name.rsplit(".", 1)[-1]):
+                return True
+    return False
