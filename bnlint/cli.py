@@ -1,4 +1,5 @@
-"""The command line: ``bnlint [check] PATHS``, ``bnlint rules``, ``bnlint explain CODE``.
+"""The command line: ``bnlint [check] PATHS``, ``bnlint rules``, ``bnlint explain CODE``,
+``bnlint clean`` (delete the result cache), ``bnlint server`` (the language server).
 
 Exit codes: 0 no problems, 1 problems (or, with --diff, changes to make),
 2 a usage or configuration error, or a bug in bnlint.
@@ -16,10 +17,13 @@ from pathlib import Path
 import click
 
 from bnlint import __version__
+from bnlint.cache import CACHE_DIR_NAME, clear_cache, default_cache_dir, open_cache
 from bnlint.config import Config, ConfigError, apply_settings, find_pyproject, load_config
+from bnlint.diagnostic import Diagnostic
 from bnlint.discovery import discover
 from bnlint.engine import FileResult, input_diagnostic, lint_files, lint_source, package_of
-from bnlint.fixer import fix_text
+from bnlint.fixer import FixOutcome, fix_text
+from bnlint.notebook import fix_notebook, is_notebook, lint_notebook
 from bnlint.output import Report, formatters
 from bnlint.output.text import summary
 from bnlint.rules import ALL_RULES, RULES_BY_CODE
@@ -69,6 +73,9 @@ class CheckOptions:
     fix: bool
     unsafe_fixes: bool
     diff: bool
+    jobs: int
+    no_cache: bool
+    cache_dir: Path | None
 
 
 @main.command()
@@ -88,7 +95,7 @@ class CheckOptions:
 @click.option(
     "--format",
     "output_format",
-    type=click.Choice(["text", "json"]),
+    type=click.Choice(list(formatters())),
     default="text",
     show_default=True,
 )
@@ -100,6 +107,19 @@ class CheckOptions:
 @click.option("--unsafe-fixes", is_flag=True, help="Also apply (or count) unsafe fixes.")
 @click.option("--diff", is_flag=True, help="Print the fixes as a diff; write nothing.")
 @click.option("--stdin-filename", help="The path to report for code read from stdin (`-`).")
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(min=0),
+    default=0,
+    help="Worker processes; 0 (the default): one per core; 1: none, lint in this process.",
+)
+@click.option("--no-cache", is_flag=True, help="Neither read nor write the result cache.")
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help=f"Where to cache results (default: {CACHE_DIR_NAME} in the project root).",
+)
 def check(
     paths: tuple[Path, ...],
     select: tuple[str, ...],
@@ -150,7 +170,10 @@ def _load(config_file: Path | None, isolated: bool, anchor: Path) -> Config:
 
 
 def _check_files(files: list[Path], config: Config, options: CheckOptions) -> int:
-    results = lint_files(files, config)
+    cache = None
+    if not options.no_cache:
+        cache = open_cache(options.cache_dir or default_cache_dir(config), config)
+    results = lint_files(files, config, options.jobs, cache)
     crashed = [r for r in results if r.internal_error]
     for result in crashed:
         click.echo(f"bnlint: internal error while linting {result.path} (please report):", err=True)
@@ -161,7 +184,10 @@ def _check_files(files: list[Path], config: Config, options: CheckOptions) -> in
             count, did_change = _fix_file(result, config, options)
             fixed, changed = fixed + count, changed or did_change
     diagnostics = sorted((d for r in results for d in r.diagnostics), key=lambda d: d.sort_key)
-    sources = {r.path: r.source.text for r in results if r.source is not None}
+    # A notebook's lines count from the top of a cell: no file line to show.
+    sources = {
+        r.path: r.source.text for r in results if r.source is not None and not is_notebook(r.path)
+    }
     report = Report(
         diagnostics, sources, fixed, options.show_source, _use_color(options), options.unsafe_fixes
     )
@@ -176,11 +202,7 @@ def _fix_file(result: FileResult, config: Config, options: CheckOptions) -> tupl
     if result.source is None or not any(d.fix for d in result.diagnostics):
         return 0, False
     package = package_of(Path(result.path))
-    outcome = fix_text(
-        result.source.text,
-        lambda text: lint_source(text, result.path, config, package),
-        unsafe=options.unsafe_fixes,
-    )
+    outcome = _fix(result.source.text, result.path, config, package, options.unsafe_fixes)
     for message in outcome.rejected:
         click.echo(f"bnlint: {message}", err=True)
     if outcome.text == result.source.text:
@@ -201,6 +223,18 @@ def _fix_file(result: FileResult, config: Config, options: CheckOptions) -> tupl
     return outcome.applied, True
 
 
+def _lint(text: str, path: str, config: Config, package: str | None) -> list[Diagnostic]:
+    if is_notebook(path):
+        return lint_notebook(text, path, config, package)
+    return lint_source(text, path, config, package)
+
+
+def _fix(text: str, path: str, config: Config, package: str | None, unsafe: bool) -> FixOutcome:
+    if is_notebook(path):
+        return fix_notebook(text, path, config, package, unsafe)
+    return fix_text(text, lambda fixed: lint_source(fixed, path, config, package), unsafe)
+
+
 def _print_diff(path: str, before: str, after: str) -> None:
     diff = difflib.unified_diff(
         before.splitlines(keepends=True), after.splitlines(keepends=True), f"a/{path}", f"b/{path}"
@@ -216,12 +250,10 @@ def _check_stdin(path: str, config: Config, options: CheckOptions) -> int:
         _emit(Report(diagnostics), options, fix_mode=False)
         return _exit_code(Report(diagnostics), options, False)
     package = package_of(Path(path)) if path != "-" else None
-    diagnostics = lint_source(source.text, path, config, package)
+    diagnostics = _lint(source.text, path, config, package)
     fixed, changed = 0, False
     if options.fix or options.diff:
-        outcome = fix_text(
-            source.text, lambda t: lint_source(t, path, config, package), options.unsafe_fixes
-        )
+        outcome = _fix(source.text, path, config, package, options.unsafe_fixes)
         changed = outcome.text != source.text
         if options.diff:
             _print_diff(path, source.text, outcome.text)
@@ -271,6 +303,41 @@ def _use_color(options: CheckOptions) -> bool:
     return (
         options.output_format == "text" and sys.stdout.isatty() and not os.environ.get("NO_COLOR")
     )
+
+
+@main.command()
+@click.option(
+    "--cache-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help=f"The cache to delete (default: {CACHE_DIR_NAME} in the project root).",
+)
+def clean(cache_dir: Path | None) -> None:
+    """Delete the result cache."""
+    if cache_dir is None:
+        try:
+            cache_dir = default_cache_dir(_load(None, False, Path.cwd()))
+        except ConfigError as error:
+            fail(str(error))
+            return
+    if not cache_dir.exists():
+        click.echo(f"No cache at {cache_dir}.")
+    elif clear_cache(cache_dir):
+        click.echo(f"Removed {cache_dir}.")
+    else:
+        fail(f"{cache_dir} is not a bnlint cache (it has no bnlint CACHEDIR.TAG); not removed")
+
+
+@main.command()
+def server() -> None:
+    """Run the language server (LSP over stdio) for editors; needs bnlint[server]."""
+    try:
+        from bnlint.server import build_server
+    except ImportError as error:
+        if (error.name or "").partition(".")[0] not in {"pygls", "lsprotocol"}:
+            raise
+        fail("the language server needs pygls: pip install 'bnlint[server]'")
+        return
+    build_server().start_io()
 
 
 # -- rule documentation -----------------------------------------------------------

@@ -7,6 +7,9 @@ matches it comes from ``select``/``extend-select`` rather than ``ignore``.
 from __future__ import annotations
 
 import fnmatch
+import functools
+import os
+import re
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
@@ -89,8 +92,13 @@ class Config:
     def is_excluded(self, path: Path) -> bool:
         """Discovery tests each directory on the way down, so a pattern without
         ``/`` only needs to match the last component (like .gitignore)."""
+        name_patterns, path_patterns = _split_patterns(self.exclude + self.extend_exclude)
+        if name_patterns.match(os.path.normcase(path.name)):
+            return True
+        if not path_patterns:
+            return False  # no path to resolve: most of discovery's time otherwise
         relative = self.relative(str(path))
-        return any(_glob_match(relative, p, path.name) for p in self.exclude + self.extend_exclude)
+        return any(_glob_match(relative, p, path.name) for p in path_patterns)
 
     def fingerprint(self) -> str:
         """A stable text of everything that changes results, for the cache key."""
@@ -99,6 +107,15 @@ class Config:
 
 def _matches(code: str, prefix: str) -> bool:
     return prefix == "ALL" or code.startswith(prefix)
+
+
+@functools.lru_cache(maxsize=16)
+def _split_patterns(patterns: tuple[str, ...]) -> tuple[re.Pattern[str], tuple[str, ...]]:
+    """The patterns of a name alone, as one regex (matched like ``fnmatch``), and
+    the patterns of a path."""
+    names = [os.path.normcase(p.rstrip("/")) for p in patterns if "/" not in p.rstrip("/")]
+    regex = re.compile("|".join(fnmatch.translate(name) for name in names) or "(?!)")
+    return regex, tuple(p for p in patterns if "/" in p.rstrip("/"))
 
 
 def _glob_match(relative: str, pattern: str, name: str) -> bool:

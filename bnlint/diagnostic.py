@@ -67,8 +67,9 @@ class Diagnostic:
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
-    def sort_key(self) -> tuple[str, int, int, str]:
-        return (self.path, self.line, self.column, self.code)
+    def sort_key(self) -> tuple[str, int, int, int, str]:
+        # A notebook's lines count from the top of each cell: the cell comes first.
+        return (self.path, self.extra.get("cell", 0), self.line, self.column, self.code)
 
     def with_path(self, path: str) -> Diagnostic:
         return replace(self, path=path)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bnlint.config import Config
 
-SOURCE_SUFFIXES = (".py", ".pyi")
+SOURCE_SUFFIXES = (".py", ".pyi", ".ipynb")
 
 
 def discover(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ast
 import re
-import traceback
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -17,9 +16,11 @@ from pathlib import Path
 import libcst as cst
 
 from bnlint.analysis.model import SemanticModel
+from bnlint.cache import ResultCache, Slot
 from bnlint.config import Config
 from bnlint.diagnostic import Diagnostic, Edit, Fix, Severity
 from bnlint.noqa import NoqaMap, has_skip_file
+from bnlint.parallel import TaskRunner
 from bnlint.rules import ALL_RULES, INPUT_CODES
 from bnlint.rules.base import Anchor, Finding, FixPlan, Rule
 from bnlint.source import SourceFile, UnreadableSource, line_starts, line_text, read_source
@@ -66,17 +67,59 @@ def lint_source(
     return _apply_noqa(selected, source) if noqa else selected
 
 
-def lint_files(files: list[Path], config: Config) -> list[FileResult]:
-    """Lint ``files`` (from ``discovery.discover``); one file's crash is recorded in
-    its result and does not stop the others."""
-    return [_lint_file_safely(path, config) for path in files]
+def lint_files(
+    files: list[Path], config: Config, jobs: int = 1, cache: ResultCache | None = None
+) -> list[FileResult]:
+    """Lint ``files`` (from ``discovery.discover``), results in the same order.
+    Unchanged files come from ``cache``; the others are linted in ``jobs`` worker
+    processes (0: one per core; small runs stay in this process). One file's
+    crash is recorded in its result and does not stop the others."""
+    results: dict[Path, FileResult] = {}
+    tasks: list[LintTask] = []
+    if cache is None:
+        tasks = [LintTask(path) for path in files]
+    else:
+        for path, package in zip(files, packages_of(files), strict=True):
+            cached, slot = cache.lookup(path, package)
+            hit = None if cached is None else _cached_result(path, cached)
+            if hit is None:
+                tasks.append(LintTask(path, slot))
+            else:
+                results[path] = hit
+    linted = TaskRunner(_lint_task, (config, cache), _crashed).run(tasks, jobs)
+    results.update((task.path, result) for task, result in zip(tasks, linted, strict=True))
+    return [results[path] for path in files]
 
 
-def _lint_file_safely(path: Path, config: Config) -> FileResult:
+@dataclass(frozen=True)
+class LintTask:
+    path: Path
+    slot: Slot | None = None  # where the result goes in the cache
+
+
+def _lint_task(shared: tuple[Config, ResultCache | None], task: LintTask) -> FileResult:
+    config, cache = shared
+    result = lint_file(task.path, config)
+    if cache is not None and task.slot is not None and result.source is not None:
+        cache.store(task.slot, result.source, result.diagnostics)
+    if not result.diagnostics:
+        result.source = None  # nothing to show or fix: do not keep (or ship back) the text
+    return result
+
+
+def _crashed(task: LintTask, traceback: str) -> FileResult:
+    """A bug in bnlint: keep the traceback, go on with the other files."""
+    return FileResult(str(task.path), internal_error=traceback)
+
+
+def _cached_result(path: Path, diagnostics: list[Diagnostic]) -> FileResult | None:
+    """A cache hit; a file with findings is read, for --show-source and --fix."""
+    if not diagnostics:
+        return FileResult(str(path))
     try:
-        return lint_file(path, config)
-    except Exception:  # a bug in bnlint: keep the traceback, go on with the other files
-        return FileResult(str(path), internal_error=traceback.format_exc())
+        return FileResult(str(path), diagnostics, read_source(path))
+    except UnreadableSource:
+        return None
 
 
 def lint_file(path: Path, config: Config) -> FileResult:
@@ -88,7 +131,12 @@ def lint_file(path: Path, config: Config) -> FileResult:
         return FileResult(
             shown, _select([input_diagnostic(shown, "BNL902", str(error))], shown, config)
         )
-    diagnostics = lint_source(source.text, shown, config, package_of(path))
+    if path.suffix == ".ipynb":
+        from bnlint.notebook import lint_notebook  # notebook.py builds on lint_source
+
+        diagnostics = lint_notebook(source.text, shown, config, package_of(path))
+    else:
+        diagnostics = lint_source(source.text, shown, config, package_of(path))
     return FileResult(shown, diagnostics, source)
 
 
@@ -100,6 +148,21 @@ def package_of(path: Path) -> str | None:
         parts.append(directory.name)
         directory = directory.parent
     return ".".join(reversed(parts)) or None
+
+
+def packages_of(files: list[Path]) -> list[str | None]:
+    """``package_of`` of each file, looked up once per folder (a symbolic link
+    on its own: its package is where it points)."""
+    by_folder: dict[Path, str | None] = {}
+    packages = []
+    for path in files:
+        if path.is_symlink():
+            packages.append(package_of(path))
+            continue
+        if path.parent not in by_folder:
+            by_folder[path.parent] = package_of(path)
+        packages.append(by_folder[path.parent])
+    return packages
 
 
 # -- rules and findings ---------------------------------------------------------

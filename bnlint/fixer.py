@@ -7,7 +7,10 @@ in the next round. A fix whose result does not parse is dropped and reported.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import bisect
+import itertools
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import libcst as cst
@@ -80,40 +83,54 @@ def _apply_round(
 
 def _non_overlapping(text: str, fixes: list[Diagnostic]) -> list[Diagnostic]:
     starts = line_starts(text)
-    taken: list[tuple[int, int]] = []
+    taken: list[tuple[int, int]] = []  # sorted, pairwise disjoint and not touching
     chosen = []
     for diagnostic in sorted(fixes, key=lambda d: d.sort_key):
         spans = [_span(starts, edit) for edit in diagnostic.fix.edits]  # type: ignore[union-attr]
-        if any(_overlaps(span, other) for span in spans for other in taken):
+        if not _disjoint(spans) or any(_overlaps_taken(taken, span) for span in spans):
             continue
-        taken.extend(spans)
+        for span in spans:
+            bisect.insort(taken, span)
         chosen.append(diagnostic)
     return chosen
 
 
-def _overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
-    # Touching insertions at the same point also count: their order would be arbitrary.
-    return a[0] <= b[1] and b[0] <= a[1]
+def _overlaps_taken(taken: list[tuple[int, int]], span: tuple[int, int]) -> bool:
+    """Whether ``span`` overlaps or touches a span of ``taken``: touching insertions
+    at the same point also count, as their order would be arbitrary. Only the last
+    taken span starting at or before ``span``'s end can reach it."""
+    index = bisect.bisect_right(taken, (span[1], math.inf))
+    return index > 0 and taken[index - 1][1] >= span[0]
 
 
-def _span(starts: list[int], edit: Edit) -> tuple[int, int]:
+def _disjoint(spans: list[tuple[int, int]]) -> bool:
+    """The edits of one fix must not overlap each other, or applying them is ambiguous."""
+    ordered = sorted(spans)
+    return all(a[1] <= b[0] and a != b for a, b in itertools.pairwise(ordered))
+
+
+def _span(starts: Sequence[int], edit: Edit) -> tuple[int, int]:
     return _offset(starts, edit.line, edit.column), _offset(starts, edit.end_line, edit.end_column)
 
 
-def _offset(starts: list[int], line: int, column: int) -> int:
+def _offset(starts: Sequence[int], line: int, column: int) -> int:
     return starts[line - 1] + column - 1
 
 
 def apply_fixes(text: str, fixes: list[Fix]) -> str:
-    """Apply the edits of non-overlapping ``fixes`` to ``text``."""
+    """Apply the edits of non-overlapping ``fixes`` to ``text``, in one pass
+    (splicing edit by edit copied the whole text once per edit)."""
     starts = line_starts(text)
-    spans = sorted(
-        ((*_span(starts, edit), edit.content) for fix in fixes for edit in fix.edits),
-        reverse=True,
-    )
+    spans = sorted((*_span(starts, edit), edit.content) for fix in fixes for edit in fix.edits)
+    pieces = []
+    position = 0
     for start, end, content in spans:
-        text = text[:start] + content + text[end:]
-    return text
+        if start < position:
+            raise ValueError("overlapping edits")
+        pieces += [text[position:start], content]
+        position = end
+    pieces.append(text[position:])
+    return "".join(pieces)
 
 
 def _parses(text: str) -> bool:

@@ -6,11 +6,13 @@ included) is remembered for writing.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
 import stat
 import tokenize
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,13 +28,19 @@ class SourceFile:
 
     @property
     def newline(self) -> str:
-        for newline in ("\r\n", "\n", "\r"):
-            if newline in self.text:
-                return newline
-        return "\n"
+        return newline_of(self.text)
 
     def encode(self, text: str) -> bytes:
         return text.encode(self.encoding)
+
+
+@functools.lru_cache(maxsize=8)
+def newline_of(text: str) -> str:
+    """The newline style of ``text``; cached, as every fix of a file asks again."""
+    for newline in ("\r\n", "\n", "\r"):
+        if newline in text:
+            return newline
+    return "\n"
 
 
 def read_source(path: Path) -> SourceFile:
@@ -92,13 +100,17 @@ def write_atomically(path: Path, data: bytes) -> None:
 _NEWLINE = re.compile(r"\r\n?|\n")
 
 
-def line_starts(text: str) -> list[int]:
+@functools.lru_cache(maxsize=8)
+def line_starts(text: str) -> tuple[int, ...]:
     """Offset of the start of each line, splitting only where Python (and LibCST)
-    does: form feeds and Unicode line separators do not end a line."""
-    return [0, *(match.end() for match in _NEWLINE.finditer(text))]
+    does: form feeds and Unicode line separators do not end a line.
+
+    Cached: every diagnostic and fix of a file asks for the same text's starts,
+    and recomputing them each time made a file with many findings quadratic."""
+    return (0, *(match.end() for match in _NEWLINE.finditer(text)))
 
 
-def line_text(text: str, starts: list[int], line: int) -> str:
+def line_text(text: str, starts: Sequence[int], line: int) -> str:
     """Line ``line`` (1-based) without its newline."""
     end = starts[line] if line < len(starts) else len(text)
     return text[starts[line - 1] : end].rstrip("\r\n")

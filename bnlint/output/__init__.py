@@ -25,6 +25,11 @@ class Report:
 
 
 def formatters() -> dict[str, Callable[[Report], str]]:
-    from bnlint.output import json_format, text
+    from bnlint.output import github, json_format, sarif, text
 
-    return {"text": text.render, "json": json_format.render}
+    return {
+        "text": text.render,
+        "json": json_format.render,
+        "sarif": sarif.render,
+        "github": github.render,
+    }

@@ -1,0 +1,172 @@
+"""Worker processes: results in item order, one item's crash recorded for it alone,
+small runs in-process, Ctrl-C ends the run cleanly, and --jobs 2 prints exactly
+what --jobs 1 prints."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bnlint import engine
+from bnlint.cli import main
+from bnlint.config import Config
+from bnlint.engine import lint_files
+from bnlint.parallel import MIN_ITEMS_FOR_WORKERS, TaskRunner, available_cores, worker_count
+from tests.conftest import BAD_MODEL
+
+ITEMS = list(range(60))
+
+
+# Module-level, so that worker processes find them by name.
+def square_slowly(delay: float, item: int) -> tuple[int, int]:
+    time.sleep(delay * (item % 3))  # uneven items finish out of order
+    return item * item, os.getpid()
+
+
+def fail_on_seven(shared: None, item: int) -> str:
+    if item == 7:
+        raise ValueError("seven is broken")
+    return f"ok {item}"
+
+
+def die_on_seven(shared: None, item: int) -> str:
+    if item == 7:
+        os._exit(3)  # a worker killed outright, not an exception
+    return f"ok {item}"
+
+
+def record_error(item: int, traceback: str) -> str:
+    return f"error {item}: {traceback}"
+
+
+def test_results_come_back_in_item_order_from_several_processes() -> None:
+    results = TaskRunner(square_slowly, 0.002, record_error).run(ITEMS, jobs=2)
+    assert [value for value, _ in results] == [item * item for item in ITEMS]
+    assert os.getpid() not in {pid for _, pid in results}
+    assert len({pid for _, pid in results}) == 2
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_an_exception_is_recorded_for_its_item_alone(jobs: int) -> None:
+    results = TaskRunner(fail_on_seven, None, record_error).run(ITEMS, jobs)
+    assert results[7].startswith("error 7: Traceback")
+    assert "ValueError: seven is broken" in results[7]
+    assert [r for i, r in enumerate(results) if i != 7] == [f"ok {i}" for i in ITEMS if i != 7]
+
+
+def test_a_dead_worker_fails_its_items_without_hanging() -> None:
+    results = TaskRunner(die_on_seven, None, record_error).run(ITEMS, jobs=2)
+    assert len(results) == len(ITEMS)
+    assert results[7].startswith("error 7: in a worker process:")
+    assert "BrokenProcessPool" in results[7]
+    assert all(r == f"ok {i}" or r.startswith(f"error {i}:") for i, r in enumerate(results))
+
+
+def test_small_runs_and_jobs_1_stay_in_this_process() -> None:
+    few = ITEMS[: MIN_ITEMS_FOR_WORKERS - 1]
+    for items, jobs in ((few, 2), (ITEMS, 1)):
+        results = TaskRunner(square_slowly, 0.0, record_error).run(items, jobs)
+        assert {pid for _, pid in results} == {os.getpid()}
+
+
+def test_jobs_0_means_one_worker_per_core() -> None:
+    assert worker_count(0, 1000) == available_cores()
+    assert worker_count(3, 1000) == 3
+    assert worker_count(8, MIN_ITEMS_FOR_WORKERS - 1) == 1
+
+
+INTERRUPTED_RUN = textwrap.dedent(
+    """\
+    import sys
+    from bnlint.parallel import TaskRunner
+    from tests.test_parallel import record_error, square_slowly
+
+    print("started", flush=True)
+    try:
+        TaskRunner(square_slowly, 0.5, record_error).run(list(range(400)), jobs=2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(0)
+    """
+)
+
+
+def test_ctrl_c_ends_the_run_without_tracebacks_or_leftover_workers() -> None:
+    # Ctrl-C in a terminal signals the whole process group: the parent and its workers.
+    root = Path(__file__).resolve().parent.parent
+    process = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED_RUN],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    assert process.stdout is not None and process.stdout.readline() == "started\n"
+    time.sleep(1.5)  # the workers are running chunks by now
+    os.killpg(process.pid, signal.SIGINT)
+    started = time.monotonic()
+    _, stderr = process.communicate(timeout=30)
+    assert (process.returncode, stderr) == (130, "")
+    assert time.monotonic() - started < 5  # the items in hand, not the 400 items
+    with pytest.raises(ProcessLookupError):
+        os.killpg(process.pid, 0)  # nothing of the group is left
+
+
+def build_tree(root: Path, count: int) -> list[Path]:
+    """``count`` files, some with findings, some clean, some broken."""
+    root.mkdir()
+    clean = "import torch\n\nx = torch.zeros(3)\n"
+    for i in range(count):
+        text = (BAD_MODEL, clean, "import torch\ndef f(:\n")[i % 3]
+        (root / f"m{i:03}.py").write_text(f"# file {i}\n{text}")
+    return sorted(root.iterdir())
+
+
+def test_jobs_2_prints_the_same_bytes_as_jobs_1(tmp_path: Path) -> None:
+    files = build_tree(tmp_path / "tree", 3 * MIN_ITEMS_FOR_WORKERS)
+    assert worker_count(2, len(files)) == 2
+    runner = CliRunner()
+    outputs = [
+        runner.invoke(main, ["--no-cache", "--jobs", jobs, "--show-source", str(tmp_path)])
+        for jobs in ("1", "2", "0")
+    ]
+    assert outputs[0].exit_code == 1
+    assert "m000.py:9:16: BNL201" in outputs[0].output
+    assert outputs[0].output.count("BNL901") == MIN_ITEMS_FOR_WORKERS
+    assert outputs[0].output_bytes == outputs[1].output_bytes == outputs[2].output_bytes
+
+
+FORKED = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="workers inherit the patch only when forked"
+)
+
+
+@pytest.mark.parametrize("jobs", [1, pytest.param(2, marks=FORKED)])
+def test_a_crash_in_one_file_leaves_the_others(
+    tmp_path: Path, jobs: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = build_tree(tmp_path / "tree", 3 * MIN_ITEMS_FOR_WORKERS)
+    broken = files[3]
+    real_lint_source = engine.lint_source
+
+    def crash_on_broken(source: str, path: str, *args: object, **kwargs: object) -> object:
+        if path == str(broken):
+            raise RuntimeError("a bug in a rule")
+        return real_lint_source(source, path, *args, **kwargs)
+
+    # The workers are forked after the patch, so they inherit it.
+    monkeypatch.setattr(engine, "lint_source", crash_on_broken)
+    results = lint_files(files, Config(), jobs=jobs)
+    assert [r.path for r in results] == [str(f) for f in files]
+    assert "RuntimeError: a bug in a rule" in (results[3].internal_error or "")
+    assert [r.internal_error for r in results if r is not results[3]] == [None] * (len(files) - 1)
+    assert [d.code for d in results[0].diagnostics] == ["BNL201", "BNL004"]
