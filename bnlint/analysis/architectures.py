@@ -45,6 +45,9 @@ _WITHOUT_BATCH_NORM = re.compile(
 # Variants of BatchNorm families built with another norm: timm's ``resnet50_gn``,
 # the BiT ``resnetv2_50x1_bit`` (GroupNorm), EvoNorm and FRN variants.
 _OTHER_NORM_VARIANT = re.compile(r"(_gn|_bit|_evos|_evob|_frn)(_|$)", re.IGNORECASE)
+# Hybrids of a family without BatchNorm on a convolutional stem that may have it
+# (timm's ``vit_small_resnet26d_224``).
+_HYBRID = re.compile(r"resnet|efficientnet|_r\d+_", re.IGNORECASE)
 _FACTORY_NAME_ARGUMENT = {
     # factory -> position of the architecture name
     "timm.create_model": 0,
@@ -73,7 +76,7 @@ def architecture_has_batch_norm(name: str) -> bool | None:
     if _WITH_BATCH_NORM.match(name):
         return not _OTHER_NORM_VARIANT.search(name)
     if _WITHOUT_BATCH_NORM.match(name):
-        return False
+        return None if _HYBRID.search(name) else False
     return None
 
 

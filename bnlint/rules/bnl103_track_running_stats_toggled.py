@@ -91,10 +91,10 @@ class TrackRunningStatsToggled(Rule):
         name = model.code(layer).strip()
         return Finding(
             node,
-            f"`{name}.{FLAG} = False` neither freezes this BatchNorm nor makes it use batch "
-            "statistics: in training mode it still normalises with each batch (and stops "
-            "updating its running statistics), in eval mode it still uses the old ones; "
-            f"to freeze it use `{name}.eval()` (kept after `.train()`) or FrozenBatchNorm2d",
+            f"`{name}.{FLAG} = False` does not freeze this BatchNorm or give it batch "
+            "statistics: in training mode it still normalises with each batch's statistics, "
+            f"in eval mode with the old running ones; to freeze it use `{name}.eval()` "
+            "(kept after `.train()`) or FrozenBatchNorm2d",
         )
 
 

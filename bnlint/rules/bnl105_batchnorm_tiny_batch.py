@@ -123,24 +123,23 @@ def _trains_batch_norm_model(model: SemanticModel) -> bool:
 
 
 def _is_training_loader(model: SemanticModel, site: CallSite) -> bool:
-    """Training data: iterated by a loop that calls ``backward()``, or named or built
-    for training; ``shuffle=True`` counts only when no loop in the file iterates it
-    (a shuffled loader that feeds a statistics loop is not training)."""
+    """Training data: not named or built for evaluation, and iterated by a loop that
+    calls ``backward()`` or named or built for training; ``shuffle=True`` counts only
+    when no loop in the file iterates it (a shuffled loader that feeds a statistics
+    loop is not training)."""
     dataset = argument(site.node, "dataset", 0)
     if dataset is not None and _batches_itself(model, dataset.value, site):
         return False
     names = _names_bound_to(model, site)
-    loops = [loop for loop in _loops(model) if _iterated_name(loop.iter) in names]
-    if any(mentions_name(loop.body, "backward") for loop in loops):
-        return True
     roles = {role_from_name(name) for name in names}
     if site.function is not None:  # Lightning's ``train_dataloader``/``val_dataloader``
         roles.add(role_from_name(site.function.name))
     if dataset is not None:
         roles.add(_role_of_dataset(model, dataset.value, site))
     if Role.EVAL in roles:
-        return False
-    if Role.TRAIN in roles:
+        return False  # also an attack that back-propagates to the test images
+    loops = [loop for loop in _loops(model) if _iterated_name(loop.iter) in names]
+    if Role.TRAIN in roles or any(mentions_name(loop.body, "backward") for loop in loops):
         return True
     shuffle = keyword_arg(site.node, "shuffle")
     return not loops and shuffle is not None and is_true_literal(shuffle.value)
