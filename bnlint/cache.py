@@ -3,8 +3,10 @@
 A file's result depends on bnlint itself, the effective configuration, the
 file's path and package, its text, and (with the project index) the summaries
 of the other files it uses. The first three name the file's *slot*, one entry
-file in the cache folder; the entry records the text's hash and the caller's
-dependency fingerprint, and is only reused when both still match.
+file in the cache folder; the entry records the text's hash, the dependency
+fingerprint and the file's project facts, and is only reused when the text
+matches and the fingerprint does (checked here, or by the caller against the
+project index it builds from every file's facts).
 
 To avoid even reading the file, an entry also records the file's stat
 signature (mtime, ctime, size, inode) taken before the file was read: when it
@@ -27,7 +29,7 @@ import secrets
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +66,7 @@ class Slot:
     name: str
     signature: Signature | None  # None: the file is too new (or gone) to trust its stat
     dependencies: str
+    facts: dict[str, Any] | None = None  # what the file tells the project index (JSON)
 
 
 def default_cache_dir(config: Config) -> Path:
@@ -107,16 +110,22 @@ class ResultCache:
         self.folder = directory / bnlint.__version__
         namespace = "\0".join((_build_fingerprint(), config.fingerprint(), str(config.root)))
         self._namespace = namespace.encode("utf-8", "surrogatepass")
+        # Plain strings: a warm run does little else than join them, thousands of times.
+        self._folder = os.fspath(self.folder)
+        self._cwd = os.getcwd()
 
     def lookup(
-        self, path: Path, package: str | None, dependencies: str = ""
+        self, path: Path, package: str | None, dependencies: str | None = ""
     ) -> tuple[list[Diagnostic] | None, Slot]:
         """The cached diagnostics of ``path`` (None on a miss), and the slot to
         ``store`` a fresh result in. ``package`` is the dotted package the file is
-        linted as; ``dependencies`` fingerprints what it used of other files."""
-        slot = Slot(self._slot_name(path, package), _signature(path), dependencies)
+        linted as; ``dependencies`` fingerprints what it used of other files.
+        With ``dependencies=None`` any fingerprint matches, and a hit's slot
+        carries the stored one and the file's project facts: the caller checks
+        them against the project index."""
+        slot = Slot(self._slot_name(path, package), _signature(path), dependencies or "")
         entry = self._read(slot.name)
-        if entry is None or entry["dependencies"] != dependencies:
+        if entry is None or dependencies not in (None, entry["dependencies"]):
             return None, slot
         if slot.signature is None or entry["signature"] != list(slot.signature):
             try:
@@ -127,6 +136,8 @@ class ResultCache:
                 return None, slot
             if slot.signature is not None:  # remember the new stat: next time, no read
                 self._write(slot.name, {**entry, "signature": list(slot.signature)})
+        if dependencies is None:
+            slot = replace(slot, dependencies=entry["dependencies"], facts=entry.get("facts"))
         try:
             return [decode_diagnostic(item) for item in entry["diagnostics"]], slot
         except (KeyError, TypeError, ValueError):
@@ -144,18 +155,21 @@ class ResultCache:
             "dependencies": slot.dependencies,
             "signature": list(slot.signature) if slot.signature else None,
             "diagnostics": encoded,
+            "facts": slot.facts,
         }
         self._write(slot.name, entry)
 
     def _slot_name(self, path: Path, package: str | None) -> str:
-        where = f"{os.path.abspath(path)}\0{path}\0{package or ''}"
+        # The shown path, and the file it means (a relative path depends on the cwd).
+        where = f"{os.path.join(self._cwd, path)}\0{path}\0{package or ''}"
         return hashlib.sha256(
             self._namespace + b"\0" + where.encode("utf-8", "surrogatepass")
         ).hexdigest()
 
     def _read(self, name: str) -> dict[str, Any] | None:
         try:
-            data = (self.folder / name).read_bytes()
+            with open(os.path.join(self._folder, name), "rb") as entry:
+                data = entry.read()
         except OSError:
             return None
         body_start = len(_MAGIC) + _DIGEST_LENGTH + 1

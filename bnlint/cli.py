@@ -2,7 +2,9 @@
 ``bnlint clean`` (delete the result cache), ``bnlint server`` (the language server).
 
 Exit codes: 0 no problems, 1 problems (or, with --diff, changes to make),
-2 a usage or configuration error, or a bug in bnlint.
+2 a usage or configuration error, or a bug in bnlint, 130 interrupted (Ctrl-C)
+while fixing. A file ``--fix`` could not write is named on stderr with the
+reason, and keeps its findings (exit 1).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 import click
 
 from bnlint import __version__
+from bnlint.analysis.project import ProjectIndex
 from bnlint.cache import CACHE_DIR_NAME, clear_cache, default_cache_dir, open_cache
 from bnlint.config import Config, ConfigError, apply_settings, find_pyproject, load_config
 from bnlint.diagnostic import Diagnostic
@@ -27,9 +30,10 @@ from bnlint.notebook import fix_notebook, is_notebook, lint_notebook
 from bnlint.output import Report, formatters
 from bnlint.output.text import summary
 from bnlint.rules import ALL_RULES, RULES_BY_CODE
-from bnlint.source import UnreadableSource, decode_source, write_atomically
+from bnlint.source import SourceFile, UnreadableSource, decode_source, write_fixed
 
 EXIT_CLEAN, EXIT_PROBLEMS, EXIT_ERROR = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 # Rule examples are the fixture files of a source checkout; an installed wheel
 # has none, and `explain` then prints the documentation alone.
 SOURCE_TREE = Path(__file__).resolve().parent.parent
@@ -180,8 +184,12 @@ def _check_files(files: list[Path], config: Config, options: CheckOptions) -> in
         click.echo(result.internal_error, err=True)
     fixed, changed = 0, False
     if options.fix or options.diff:
-        for result in results:
-            count, did_change = _fix_file(result, config, options)
+        for done, result in enumerate(results):
+            original = result.source
+            try:
+                count, did_change = _fix_file(result, config, options)
+            except KeyboardInterrupt:
+                _interrupted_while_fixing(result.path, original, len(results) - done - 1)
             fixed, changed = fixed + count, changed or did_change
     diagnostics = sorted((d for r in results for d in r.diagnostics), key=lambda d: d.sort_key)
     # A notebook's lines count from the top of a cell: no file line to show.
@@ -197,12 +205,35 @@ def _check_files(files: list[Path], config: Config, options: CheckOptions) -> in
     return _exit_code(report, options, changed)
 
 
+def _interrupted_while_fixing(path: str, original: SourceFile | None, files_after: int) -> None:
+    """Ctrl-C while fixing: the write is atomic, so the file in hand is either
+    as it was or wholly fixed; the files after it are untouched."""
+    state = "was fixed" if _was_written(path, original) else "was not fixed (it is unchanged)"
+    plural = "s" if files_after != 1 else ""
+    click.echo(
+        f"bnlint: interrupted: {path} {state}; {files_after} later file{plural} not fixed",
+        err=True,
+    )
+    sys.exit(EXIT_INTERRUPTED)
+
+
+def _was_written(path: str, original: SourceFile | None) -> bool:
+    if original is None:
+        return False
+    try:
+        return Path(path).read_bytes() != original.encode(original.text)
+    except (OSError, UnicodeError):
+        return False
+
+
 def _fix_file(result: FileResult, config: Config, options: CheckOptions) -> tuple[int, bool]:
     """Fix one file (or diff it); update ``result`` with what remains."""
     if result.source is None or not any(d.fix for d in result.diagnostics):
         return 0, False
     package = package_of(Path(result.path))
-    outcome = _fix(result.source.text, result.path, config, package, options.unsafe_fixes)
+    outcome = _fix(
+        result.source.text, result.path, config, package, options.unsafe_fixes, result.project
+    )
     for message in outcome.rejected:
         click.echo(f"bnlint: {message}", err=True)
     if outcome.text == result.source.text:
@@ -211,9 +242,9 @@ def _fix_file(result: FileResult, config: Config, options: CheckOptions) -> tupl
         _print_diff(result.path, result.source.text, outcome.text)
         return outcome.applied, True
     try:
-        write_atomically(Path(result.path), result.source.encode(outcome.text))
-    except (OSError, UnicodeEncodeError) as error:
-        reason = getattr(error, "strerror", None) or str(error)
+        write_fixed(Path(result.path), result.source, outcome.text)
+    except OSError as error:
+        reason = error.strerror or str(error)
         click.echo(
             f"bnlint: {result.path}: not fixed, the file could not be written: {reason}", err=True
         )
@@ -229,10 +260,21 @@ def _lint(text: str, path: str, config: Config, package: str | None) -> list[Dia
     return lint_source(text, path, config, package)
 
 
-def _fix(text: str, path: str, config: Config, package: str | None, unsafe: bool) -> FixOutcome:
+def _fix(
+    text: str,
+    path: str,
+    config: Config,
+    package: str | None,
+    unsafe: bool,
+    project: ProjectIndex | None = None,
+) -> FixOutcome:
+    """``project``: the index the file was linted with, so that fixes of findings
+    about other files' functions are found again when re-linting."""
     if is_notebook(path):
         return fix_notebook(text, path, config, package, unsafe)
-    return fix_text(text, lambda fixed: lint_source(fixed, path, config, package), unsafe)
+    return fix_text(
+        text, lambda fixed: lint_source(fixed, path, config, package, project=project), unsafe
+    )
 
 
 def _print_diff(path: str, before: str, after: str) -> None:

@@ -137,9 +137,16 @@ def find_pyproject(start: Path) -> Path | None:
         directory = directory.parent
     for candidate in (directory, *directory.parents):
         pyproject = candidate / "pyproject.toml"
-        if pyproject.is_file() and "bnlint" in _read_toml(pyproject).get("tool", {}):
+        if pyproject.is_file() and _bnlint_table(_read_toml(pyproject)) is not None:
             return pyproject
     return None
+
+
+def _bnlint_table(pyproject: dict[str, Any]) -> Any:
+    """``[tool.bnlint]`` of a parsed pyproject.toml, or None. A ``tool`` key that
+    is not a table is another tool's mistake, not bnlint's configuration."""
+    tool = pyproject.get("tool")
+    return tool.get("bnlint") if isinstance(tool, dict) else None
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -150,6 +157,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read {path}: {error.strerror}") from error
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
         raise ConfigError(f"{path} is not valid TOML: {error}") from error
+    except RecursionError as error:  # tomllib recurses into nested arrays and tables
+        raise ConfigError(f"{path} is not valid TOML: nested too deeply") from error
 
 
 def load_config(path: Path | None) -> Config:
@@ -158,7 +167,8 @@ def load_config(path: Path | None) -> Config:
         return Config()
     data = _read_toml(path)
     if path.name == "pyproject.toml":
-        data = data.get("tool", {}).get("bnlint", {})
+        table = _bnlint_table(data)
+        data = {} if table is None else table
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: [tool.bnlint] must be a table")
     return apply_settings(Config(root=path.parent.resolve(), source=path), data, str(path))

@@ -7,15 +7,17 @@ trigger text appears are only syntax-checked with the much faster ``ast``.
 from __future__ import annotations
 
 import ast
+import os
 import re
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import libcst as cst
 
 from bnlint.analysis.model import SemanticModel
+from bnlint.analysis.project import FileFacts, ProjectIndex
 from bnlint.cache import ResultCache, Slot
 from bnlint.config import Config
 from bnlint.diagnostic import Diagnostic, Edit, Fix, Severity
@@ -25,9 +27,9 @@ from bnlint.rules import ALL_RULES, INPUT_CODES
 from bnlint.rules.base import Anchor, Finding, FixPlan, Rule
 from bnlint.source import SourceFile, UnreadableSource, line_starts, line_text, read_source
 
-
-class InternalError(Exception):
-    """A bug in bnlint while linting one file; the other files' results stand."""
+# LibCST needs about 0.4-0.8 GB of memory and 15-50 s per million characters;
+# the largest file of the benchmark corpus has 0.34 million.
+MAX_ANALYSED_CHARACTERS = 2_000_000
 
 
 @dataclass
@@ -36,35 +38,69 @@ class FileResult:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     source: SourceFile | None = None
     internal_error: str | None = None  # a formatted traceback
+    facts: FileFacts | None = None  # what the file tells the project index
+    project: ProjectIndex | None = None  # the index it was linted with (fixes re-lint with it)
 
 
 def lint_source(
-    source: str, path: str, config: Config, package: str | None = None, noqa: bool = True
+    source: str,
+    path: str,
+    config: Config,
+    package: str | None = None,
+    noqa: bool = True,
+    project: ProjectIndex | None = None,
 ) -> list[Diagnostic]:
     """Lint one file's text. ``path`` is used for reporting and per-file-ignores;
-    ``noqa=False`` leaves ``# noqa`` comments to the caller (flake8 has its own)."""
+    ``noqa=False`` leaves ``# noqa`` comments to the caller (flake8 has its own);
+    ``project`` holds the summaries of the project's other files (the CLI's
+    project index; without it, functions of other files are unknown)."""
+    return lint_source_with_facts(source, path, config, package, noqa, project)[0]
+
+
+def lint_source_with_facts(
+    source: str,
+    path: str,
+    config: Config,
+    package: str | None = None,
+    noqa: bool = True,
+    project: ProjectIndex | None = None,
+) -> tuple[list[Diagnostic], FileFacts | None]:
+    """``lint_source``, and what the file tells the project index (None when the
+    mode analysis did not run on it)."""
     if has_skip_file(source):
-        return []
+        return [], None
     rules = _rules_for(source, path, config)
-    if not rules:
-        error = _ast_syntax_error(source)
-        return _select([_syntax_diagnostic(path, *error)] if error else [], path, config)
+    if rules and len(source) > MAX_ANALYSED_CHARACTERS:
+        return _select([_too_large_to_analyse(path, len(source))], path, config), None
+    # Python's parser first: past its nesting limits LibCST's native parser takes
+    # minutes, or overflows its stack and kills the whole run (a segfault).
+    python_error = _ast_syntax_error(source)
+    if not rules or _beyond_parser_limits(python_error):
+        error = [_syntax_diagnostic(path, *python_error)] if python_error else []
+        return _select(error, path, config), None
     try:
         module = cst.parse_module(source)
     except (cst.ParserSyntaxError, RecursionError, MemoryError) as error:
         return _select(
             [_syntax_diagnostic(path, *_describe_parse_error(source, error))], path, config
-        )
-    model = SemanticModel(module, path, package)
+        ), None
+    model = SemanticModel(module, path, package, project)
+    # LibCST drops form feeds before a statement at column 0, shifting the
+    # positions on that line: fixes there would edit the wrong characters.
+    fixable = "\f" not in source or module.code == source
     diagnostics = []
     for rule in rules:
         try:
             findings = list(rule.check(model))
-        except RecursionError as error:
-            raise InternalError(f"{rule.code} ran out of stack on {path}") from error
-        diagnostics.extend(_to_diagnostic(rule, f, model, source, path) for f in findings)
+            diagnostics.extend(
+                _to_diagnostic(rule, f, model, source, path, fixable) for f in findings
+            )
+        except Exception as error:
+            if not _ran_out_of_stack(error):
+                raise
+            return _select([_too_deep_to_analyse(path, rule.code)], path, config), None
     selected = sorted(_select(diagnostics, path, config), key=lambda d: d.sort_key)
-    return _apply_noqa(selected, source) if noqa else selected
+    return (_apply_noqa(selected, source) if noqa else selected), model.project_facts()
 
 
 def lint_files(
@@ -75,20 +111,56 @@ def lint_files(
     processes (0: one per core; small runs stay in this process). One file's
     crash is recorded in its result and does not stop the others."""
     results: dict[Path, FileResult] = {}
+    slots: dict[Path, Slot | None] = {}
     tasks: list[LintTask] = []
     if cache is None:
         tasks = [LintTask(path) for path in files]
     else:
         for path, package in zip(files, packages_of(files), strict=True):
-            cached, slot = cache.lookup(path, package)
-            hit = None if cached is None else _cached_result(path, cached)
+            # Any dependencies: ``_follow_project`` re-lints the stale ones.
+            cached, slot = cache.lookup(path, package, dependencies=None)
+            hit = None if cached is None else _cached_result(path, cached, slot)
             if hit is None:
                 tasks.append(LintTask(path, slot))
             else:
                 results[path] = hit
-    linted = TaskRunner(_lint_task, (config, cache), _crashed).run(tasks, jobs)
+                slots[path] = slot
+    linted = TaskRunner(_lint_task, (config, cache, None), _crashed).run(tasks, jobs)
     results.update((task.path, result) for task, result in zip(tasks, linted, strict=True))
+    slots.update((task.path, task.slot) for task in tasks)
+    _follow_project(results, slots, config, jobs, cache)
     return [results[path] for path in files]
+
+
+# Rounds of re-linting with the project index: each round lets summaries pass
+# through one more file (a function calling one that calls one of another file).
+MAX_PROJECT_ROUNDS = 3
+
+
+def _follow_project(
+    results: dict[Path, FileResult],
+    slots: dict[Path, Slot | None],
+    config: Config,
+    jobs: int,
+    cache: ResultCache | None,
+) -> None:
+    """Re-lint the files whose result depends on what other files' functions
+    need and do, with the project index built from every file's facts, until
+    no file's dependencies change (bounded)."""
+    for _ in range(MAX_PROJECT_ROUNDS):
+        project = ProjectIndex(r.facts for r in results.values() if r.facts is not None)
+        stale = [
+            LintTask(path, slots.get(path))
+            for path, result in results.items()
+            if result.facts is not None and project.is_stale(result.facts)
+        ]
+        if not stale:
+            break
+        linted = TaskRunner(_lint_task, (config, cache, project), _crashed).run(stale, jobs)
+        results.update((task.path, result) for task, result in zip(stale, linted, strict=True))
+    for result in results.values():
+        if result.facts is not None and result.facts.fingerprint:
+            result.project = project
 
 
 @dataclass(frozen=True)
@@ -97,11 +169,19 @@ class LintTask:
     slot: Slot | None = None  # where the result goes in the cache
 
 
-def _lint_task(shared: tuple[Config, ResultCache | None], task: LintTask) -> FileResult:
-    config, cache = shared
-    result = lint_file(task.path, config)
+def _lint_task(
+    shared: tuple[Config, ResultCache | None, ProjectIndex | None], task: LintTask
+) -> FileResult:
+    config, cache, project = shared
+    result = lint_file(task.path, config, project)
     if cache is not None and task.slot is not None and result.source is not None:
-        cache.store(task.slot, result.source, result.diagnostics)
+        facts = result.facts
+        slot = replace(
+            task.slot,
+            dependencies=facts.fingerprint if facts else "",
+            facts=facts.to_json() if facts else None,
+        )
+        cache.store(slot, result.source, result.diagnostics)
     if not result.diagnostics:
         result.source = None  # nothing to show or fix: do not keep (or ship back) the text
     return result
@@ -112,17 +192,21 @@ def _crashed(task: LintTask, traceback: str) -> FileResult:
     return FileResult(str(task.path), internal_error=traceback)
 
 
-def _cached_result(path: Path, diagnostics: list[Diagnostic]) -> FileResult | None:
+def _cached_result(path: Path, diagnostics: list[Diagnostic], slot: Slot) -> FileResult | None:
     """A cache hit; a file with findings is read, for --show-source and --fix."""
-    if not diagnostics:
-        return FileResult(str(path))
     try:
-        return FileResult(str(path), diagnostics, read_source(path))
+        facts = FileFacts.from_json(slot.facts) if slot.facts else None
+    except (KeyError, TypeError, ValueError):
+        return None  # an entry we cannot read fully is a miss
+    if not diagnostics:
+        return FileResult(str(path), facts=facts)
+    try:
+        return FileResult(str(path), diagnostics, read_source(path), facts=facts)
     except UnreadableSource:
         return None
 
 
-def lint_file(path: Path, config: Config) -> FileResult:
+def lint_file(path: Path, config: Config, project: ProjectIndex | None = None) -> FileResult:
     """Read, decode and lint one file; bad input becomes a BNL902 diagnostic."""
     shown = str(path)
     try:
@@ -136,33 +220,42 @@ def lint_file(path: Path, config: Config) -> FileResult:
 
         diagnostics = lint_notebook(source.text, shown, config, package_of(path))
     else:
-        diagnostics = lint_source(source.text, shown, config, package_of(path))
+        diagnostics, facts = lint_source_with_facts(
+            source.text, shown, config, package_of(path), project=project
+        )
+        return FileResult(shown, diagnostics, source, facts=facts)
     return FileResult(shown, diagnostics, source)
 
 
 def package_of(path: Path) -> str | None:
     """The dotted package a file belongs to, from the ``__init__.py`` files above it."""
-    parts: list[str] = []
-    directory = path.resolve().parent
-    while (directory / "__init__.py").is_file():
-        parts.append(directory.name)
-        directory = directory.parent
-    return ".".join(reversed(parts)) or None
+    return packages_of([path])[0]
 
 
 def packages_of(files: list[Path]) -> list[str | None]:
-    """``package_of`` of each file, looked up once per folder (a symbolic link
-    on its own: its package is where it points)."""
-    by_folder: dict[Path, str | None] = {}
-    packages = []
-    for path in files:
-        if path.is_symlink():
-            packages.append(package_of(path))
-            continue
-        if path.parent not in by_folder:
-            by_folder[path.parent] = package_of(path)
-        packages.append(by_folder[path.parent])
-    return packages
+    """``package_of`` of each file; each folder is resolved and looked up once,
+    which a warm run over thousands of files notices."""
+    real_folders: dict[str, str] = {}
+    packages: dict[str, str | None] = {}
+
+    def real_folder(path: str) -> str:
+        if os.path.islink(path):  # its package is where it points
+            return os.path.dirname(os.path.realpath(path))
+        folder = os.path.dirname(path)
+        if folder not in real_folders:
+            real_folders[folder] = os.path.realpath(folder or ".")
+        return real_folders[folder]
+
+    def package(folder: str) -> str | None:
+        if folder not in packages:
+            parent, name = os.path.split(folder)
+            packages[folder] = None
+            if parent != folder and os.path.isfile(os.path.join(folder, "__init__.py")):
+                above = package(parent)
+                packages[folder] = f"{above}.{name}" if above else name
+        return packages[folder]
+
+    return [package(real_folder(os.fspath(path))) for path in files]  # str: no Path overhead
 
 
 # -- rules and findings ---------------------------------------------------------
@@ -178,10 +271,10 @@ def _rules_for(source: str, path: str, config: Config) -> list[Rule]:
 
 
 def _to_diagnostic(
-    rule: Rule, finding: Finding, model: SemanticModel, source: str, path: str
+    rule: Rule, finding: Finding, model: SemanticModel, source: str, path: str, fixable: bool
 ) -> Diagnostic:
     where = model.positions[finding.node]
-    fix = _resolve_fix(finding.fix, model, source) if finding.fix else None
+    fix = _resolve_fix(finding.fix, model, source) if finding.fix and fixable else None
     return Diagnostic(
         path=path,
         line=where.start.line,
@@ -272,9 +365,43 @@ def _describe_parse_error(source: str, error: BaseException) -> tuple[int, int, 
     if isinstance(error, cst.ParserSyntaxError):
         match = _LIBCST_POSITION.search(error.message)
         line, column = (int(match[1]), int(match[2]) + 1) if match else (1, 1)
-        return line, column, error.message.removeprefix("parser error: ").split("\n", 1)[0]
+        message = error.message.removeprefix("parser error: ").split("\n", 1)[0]
+        # Python accepts the file: LibCST's grammar differs (form feeds in indentation).
+        return line, column, f"{message} (bnlint's parser, LibCST, rejects this valid Python)"
     return 1, 1, _too_complex(error)
 
 
+_TOO_COMPLEX = "the file is too deeply nested or too large to parse"
+_PARSER_LIMITS = ("too many nested parentheses", "too many levels of indentation", _TOO_COMPLEX)
+
+
 def _too_complex(error: BaseException) -> str:
-    return f"the file is too deeply nested or too large to parse ({type(error).__name__})"
+    return f"{_TOO_COMPLEX} ({type(error).__name__})"
+
+
+def _beyond_parser_limits(python_error: tuple[int, int, str] | None) -> bool:
+    return python_error is not None and python_error[2].startswith(_PARSER_LIMITS)
+
+
+def _ran_out_of_stack(error: BaseException | None) -> bool:
+    """Whether ``error`` comes from a RecursionError: LibCST's position pass
+    turns one into a chain of KeyErrors."""
+    while error is not None:
+        if isinstance(error, RecursionError):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _too_large_to_analyse(path: str, size: int) -> Diagnostic:
+    message = (
+        f"the file is too large to analyse ({size:,} characters; "
+        f"bnlint analyses files of up to {MAX_ANALYSED_CHARACTERS:,})"
+    )
+    return input_diagnostic(path, "BNL902", message)
+
+
+def _too_deep_to_analyse(path: str, code: str) -> Diagnostic:
+    """Valid Python nested deeper than the analysis' recursion reaches."""
+    message = f"the file is too deeply nested to analyse (while checking {code})"
+    return input_diagnostic(path, "BNL901", message)

@@ -25,8 +25,8 @@ Item = TypeVar("Item")
 Shared = TypeVar("Shared")
 Result = TypeVar("Result")
 
-# Below this many items a worker costs more to start than it saves.
-MIN_ITEMS_FOR_WORKERS = 20
+# A worker is worth starting for this many items (fewer than twice this: no workers).
+MIN_ITEMS_PER_WORKER = 10
 # Several chunks per worker balance uneven files; a cap bounds the work lost
 # with a worker that dies.
 CHUNKS_PER_WORKER = 4
@@ -42,11 +42,8 @@ def available_cores() -> int:
 
 def worker_count(jobs: int, items: int) -> int:
     """How many processes to use for ``items`` items: ``jobs`` (0 means one per
-    core), but 1 (this process) for small runs, and never more than the chunks."""
-    if items < MIN_ITEMS_FOR_WORKERS:
-        return 1
-    wanted = jobs or available_cores()
-    return max(1, min(wanted, items))
+    core), but no more than the items keep busy; 1 means this process alone."""
+    return max(1, min(jobs or available_cores(), items // MIN_ITEMS_PER_WORKER))
 
 
 class TaskRunner(Generic[Shared, Item, Result]):

@@ -6,8 +6,9 @@ included) is remembered for writing.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import io
+import glob
 import os
 import re
 import stat
@@ -60,11 +61,17 @@ def read_source(path: Path) -> SourceFile:
     return decode_source(data)
 
 
+# Where a coding cookie may be, split at every newline Python accepts: a file
+# may end its lines with "\r" alone, which ``BytesIO.readline`` does not see.
+_FIRST_TWO_LINES = re.compile(rb"(?:[^\r\n]*(?:\r\n|\r|\n)?){0,2}")
+
+
 def decode_source(data: bytes) -> SourceFile:
     if b"\0" in data:
         raise UnreadableSource("binary content (null bytes): not a Python source file")
+    lines = iter(_FIRST_TWO_LINES.match(data).group().splitlines(keepends=True))  # type: ignore[union-attr]
     try:
-        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        encoding, _ = tokenize.detect_encoding(lambda: next(lines, b""))
     except SyntaxError as error:
         raise UnreadableSource(f"bad encoding declaration: {error.msg}") from error
     try:
@@ -74,27 +81,115 @@ def decode_source(data: bytes) -> SourceFile:
         raise UnreadableSource(
             f"cannot decode as {encoding} (line {line}, byte {error.start}): {error.reason}"
         ) from error
+    except (UnicodeError, LookupError) as error:  # a cookie naming rot13, base64, punycode...
+        raise UnreadableSource(f"cannot decode as {encoding}: {error}") from error
     if text.startswith("\ufeff"):
         text = text[1:]  # detect_encoding says "utf-8-sig", but be sure
     return SourceFile(text, encoding)
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same directory
-    and a rename, keeping the file's permissions. On any failure the original is
-    untouched and the temporary file is removed."""
-    mode = stat.S_IMODE(path.stat().st_mode)
-    temporary = path.with_name(f".{path.name}.bnlint-{os.getpid()}.tmp")
+class NotWritten(OSError):
+    """Why a fixed file was not written; the file on disk is as it was."""
+
+
+def write_fixed(path: Path, original: SourceFile, text: str) -> None:
+    """Replace the file ``path``, read as ``original``, with ``text`` in the same
+    encoding. Refused with ``NotWritten`` when the file changed since it was
+    read, or when its encoding would not write the untouched code back byte for
+    byte (as ``unicode_escape`` would not): a fix must change nothing else."""
     try:
-        with open(temporary, "xb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, mode)
+        data, expected = original.encode(text), original.encode(original.text)
+    except (UnicodeError, LookupError) as error:
+        raise NotWritten(f"cannot encode the fixed code as {original.encoding}: {error}") from error
+    current = path.read_bytes()
+    if current != expected:
+        try:
+            unchanged = decode_source(current).text == original.text
+        except UnreadableSource:
+            unchanged = False
+        if unchanged:
+            raise NotWritten(
+                f"its encoding ({original.encoding}) would not write the rest back byte for byte"
+            )
+        raise NotWritten(CHANGED_WHILE_RUNNING)
+    write_atomically(path, data, expected)
+
+
+CHANGED_WHILE_RUNNING = "the file changed on disk while bnlint was running"
+
+
+def write_atomically(path: Path, data: bytes, expected: bytes | None = None) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same directory
+    and a rename, keeping the file's permissions and owner, and, through a
+    symbolic link, the link. ``expected``: the bytes the file must still hold
+    just before the rename. On any failure, an interrupt included, the original
+    is untouched and the temporary file is removed; ``NotWritten`` says why."""
+    path = Path(os.path.realpath(path))
+    status = path.stat()
+    # Root may write anything, but a file without write permission was made
+    # read-only on purpose; and a rename would replace it regardless.
+    if not os.access(path, os.W_OK) or not status.st_mode & _ANY_WRITE:
+        raise NotWritten("the file is read-only")
+    _remove_stale_temporaries(path)
+    temporary = path.with_name(f"{_TEMPORARY_PREFIX.format(name=path.name)}{os.getpid()}.tmp")
+    try:
+        try:
+            with open(temporary, "xb") as stream:
+                stream.write(data)
+                stream.flush()
+                os.fsync(stream.fileno())
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise NotWritten(f"cannot write a temporary file in its folder: {reason}") from error
+        os.chmod(temporary, stat.S_IMODE(status.st_mode))
+        _keep_owner(temporary, status)
+        if expected is not None and path.read_bytes() != expected:
+            raise NotWritten(CHANGED_WHILE_RUNNING)
         os.replace(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+_TEMPORARY_PREFIX = ".{name}.bnlint-"
+_ANY_WRITE = stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH
+
+
+def temporary_files(path: Path) -> list[Path]:
+    """The temporary files ``write_atomically`` may have left beside ``path``."""
+    pattern = glob.escape(_TEMPORARY_PREFIX.format(name=path.name)) + "*.tmp"
+    return sorted(path.parent.glob(pattern))
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """A run killed between writing its temporary file and the rename (SIGKILL,
+    power loss) leaves that file behind: remove those of processes that are gone."""
+    prefix = _TEMPORARY_PREFIX.format(name=path.name)
+    for leftover in temporary_files(path):
+        pid = leftover.name.removeprefix(prefix).removesuffix(".tmp")
+        if pid.isdigit() and not _other_process_alive(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
+def _other_process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # a leftover of an earlier process that had this id
+    if os.name != "posix":
+        return True  # os.kill(pid, 0) would end the process on Windows
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, another user's
+    return True
+
+
+def _keep_owner(temporary: Path, status: os.stat_result) -> None:
+    """Root fixing a user's file must not hand it to root; others cannot chown."""
+    if hasattr(os, "chown") and (status.st_uid, status.st_gid) != (os.getuid(), os.getgid()):
+        with contextlib.suppress(PermissionError):
+            os.chown(temporary, status.st_uid, status.st_gid)
 
 
 _NEWLINE = re.compile(r"\r\n?|\n")

@@ -39,17 +39,17 @@ def run(*args: str) -> Result:
 def lints(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The paths linted (and parsed) in this process, in order."""
     linted: list[str] = []
-    real_lint_source, real_parse = engine.lint_source, libcst.parse_module
+    real_lint_file, real_parse = engine.lint_file, libcst.parse_module
 
-    def counting_lint(source: str, path: str, *args: object, **kwargs: object) -> object:
-        linted.append(path)
-        return real_lint_source(source, path, *args, **kwargs)
+    def counting_lint(path: Path, *args: object, **kwargs: object) -> object:
+        linted.append(str(path))
+        return real_lint_file(path, *args, **kwargs)
 
     def counting_parse(source: str, *args: object, **kwargs: object) -> object:
         linted.append("parse")
         return real_parse(source, *args, **kwargs)
 
-    monkeypatch.setattr(engine, "lint_source", counting_lint)
+    monkeypatch.setattr(engine, "lint_file", counting_lint)
     monkeypatch.setattr(libcst, "parse_module", counting_parse)
     return linted
 
@@ -276,3 +276,57 @@ def test_two_concurrent_runs_share_one_cache(tmp_path: Path) -> None:
     assert len(list(folder.iterdir())) == 60  # one entry per file, no temporary files left
     warm = subprocess.run(command, cwd=tmp_path, capture_output=True)
     assert (warm.stdout, warm.stderr) == (expected.stdout, b"")
+
+
+EVALUATE = """\
+import torch
+
+
+def evaluate(model, loader):
+    total = 0.0
+    with torch.no_grad():
+        for images, labels in loader:
+            total += model(images).sum().item()
+    return total
+"""
+
+TRAIN = """\
+import torch
+from torch import nn
+
+from engine import evaluate
+
+model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Dropout(0.5))
+optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+train_loader = [(torch.randn(8, 4), torch.zeros(8))]
+val_loader = [(torch.randn(8, 4), torch.zeros(8))]
+
+for epoch in range(3):
+    model.train()
+    for images, labels in train_loader:
+        optimizer.zero_grad()
+        model(images).sum().backward()
+        optimizer.step()
+    evaluate(model, val_loader)
+"""
+
+
+def test_a_result_that_used_another_file_is_not_reused_when_that_file_changes(
+    tmp_path: Path, lints: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    engine_py, train_py, other_py = Path("engine.py"), Path("train.py"), Path("other.py")
+    engine_py.write_text(EVALUATE)
+    train_py.write_text(TRAIN)
+    other_py.write_text(BAD_MODEL)
+    age(engine_py, train_py, other_py)
+    assert "train.py:17:5: BNL001" in run(".").output
+    lints.clear()
+    assert "train.py:17:5: BNL001" in run(".").output
+    assert lints == []
+    # `evaluate` now switches the model itself: train.py's call is fine.
+    engine_py.write_text(EVALUATE.replace("    total", "    model.eval()\n    total"))
+    age(engine_py)
+    lints.clear()
+    assert "BNL001" not in run(".").output
+    assert sorted(set(lints) - {"parse"}) == ["engine.py", "train.py"]

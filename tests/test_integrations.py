@@ -13,7 +13,7 @@ import pytest
 
 from bnlint.config import Config
 from bnlint.discovery import discover
-from bnlint.engine import lint_files
+from bnlint.engine import lint_file, lint_files
 from tests.conftest import BAD_MODEL
 
 REPO = Path(__file__).resolve().parent.parent
@@ -36,13 +36,22 @@ def test_flake8_reports_what_bnlint_reports() -> None:
         path = str(Path(match["path"]).resolve())
         from_flake8.add((path, int(match["line"]), int(match["col"]), match["code"]))
     config = Config()
-    from_bnlint = {
+    files = discover(paths, config)
+    # flake8 hands the plugin one file at a time: bnlint's single-file mode.
+    single_file = {
         (str(Path(d.path).resolve()), d.line, d.column, d.code)
-        for result in lint_files(discover(paths, config), config)
+        for path in files
+        for d in lint_file(path, config).diagnostics
+    }
+    assert len(single_file) > 10
+    assert from_flake8 == single_file
+    # The command line also sees the other files of the project: never less.
+    project = {
+        (str(Path(d.path).resolve()), d.line, d.column, d.code)
+        for result in lint_files(files, config)
         for d in result.diagnostics
     }
-    assert len(from_bnlint) > 10
-    assert from_flake8 == from_bnlint
+    assert project > single_file
 
 
 def git(cwd: Path, *args: str) -> None:

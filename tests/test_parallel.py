@@ -19,10 +19,11 @@ from bnlint import engine
 from bnlint.cli import main
 from bnlint.config import Config
 from bnlint.engine import lint_files
-from bnlint.parallel import MIN_ITEMS_FOR_WORKERS, TaskRunner, available_cores, worker_count
+from bnlint.parallel import MIN_ITEMS_PER_WORKER, TaskRunner, available_cores, worker_count
 from tests.conftest import BAD_MODEL
 
 ITEMS = list(range(60))
+SMALL_RUN = 2 * MIN_ITEMS_PER_WORKER  # fewer items than this stay in-process
 
 
 # Module-level, so that worker processes find them by name.
@@ -71,16 +72,17 @@ def test_a_dead_worker_fails_its_items_without_hanging() -> None:
 
 
 def test_small_runs_and_jobs_1_stay_in_this_process() -> None:
-    few = ITEMS[: MIN_ITEMS_FOR_WORKERS - 1]
+    few = ITEMS[: SMALL_RUN - 1]
     for items, jobs in ((few, 2), (ITEMS, 1)):
         results = TaskRunner(square_slowly, 0.0, record_error).run(items, jobs)
         assert {pid for _, pid in results} == {os.getpid()}
 
 
-def test_jobs_0_means_one_worker_per_core() -> None:
+def test_jobs_0_means_one_worker_per_core_for_a_big_run() -> None:
     assert worker_count(0, 1000) == available_cores()
     assert worker_count(3, 1000) == 3
-    assert worker_count(8, MIN_ITEMS_FOR_WORKERS - 1) == 1
+    assert worker_count(8, SMALL_RUN - 1) == 1
+    assert worker_count(8, 3 * MIN_ITEMS_PER_WORKER) == 3  # no idle workers
 
 
 INTERRUPTED_RUN = textwrap.dedent(
@@ -132,7 +134,7 @@ def build_tree(root: Path, count: int) -> list[Path]:
 
 
 def test_jobs_2_prints_the_same_bytes_as_jobs_1(tmp_path: Path) -> None:
-    files = build_tree(tmp_path / "tree", 3 * MIN_ITEMS_FOR_WORKERS)
+    files = build_tree(tmp_path / "tree", 3 * SMALL_RUN)
     assert worker_count(2, len(files)) == 2
     runner = CliRunner()
     outputs = [
@@ -141,7 +143,7 @@ def test_jobs_2_prints_the_same_bytes_as_jobs_1(tmp_path: Path) -> None:
     ]
     assert outputs[0].exit_code == 1
     assert "m000.py:9:16: BNL201" in outputs[0].output
-    assert outputs[0].output.count("BNL901") == MIN_ITEMS_FOR_WORKERS
+    assert outputs[0].output.count("BNL901") == SMALL_RUN
     assert outputs[0].output_bytes == outputs[1].output_bytes == outputs[2].output_bytes
 
 
@@ -154,17 +156,17 @@ FORKED = pytest.mark.skipif(
 def test_a_crash_in_one_file_leaves_the_others(
     tmp_path: Path, jobs: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    files = build_tree(tmp_path / "tree", 3 * MIN_ITEMS_FOR_WORKERS)
+    files = build_tree(tmp_path / "tree", 3 * SMALL_RUN)
     broken = files[3]
-    real_lint_source = engine.lint_source
+    real_lint_file = engine.lint_file
 
-    def crash_on_broken(source: str, path: str, *args: object, **kwargs: object) -> object:
-        if path == str(broken):
+    def crash_on_broken(path: Path, *args: object, **kwargs: object) -> object:
+        if path == broken:
             raise RuntimeError("a bug in a rule")
-        return real_lint_source(source, path, *args, **kwargs)
+        return real_lint_file(path, *args, **kwargs)
 
     # The workers are forked after the patch, so they inherit it.
-    monkeypatch.setattr(engine, "lint_source", crash_on_broken)
+    monkeypatch.setattr(engine, "lint_file", crash_on_broken)
     results = lint_files(files, Config(), jobs=jobs)
     assert [r.path for r in results] == [str(f) for f in files]
     assert "RuntimeError: a bug in a rule" in (results[3].internal_error or "")

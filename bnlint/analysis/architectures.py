@@ -234,13 +234,19 @@ _FREEZER_NAME = re.compile(
 )
 
 
+def names_batch_norm_freezer(name: str) -> bool:
+    """``freeze_bn``, ``set_bn_eval``, ``FrozenBatchNorm2d``: a call (or the function
+    handed to ``model.apply``) whose last name says it freezes BatchNorm."""
+    return name in BATCH_NORM_FREEZERS or bool(_FREEZER_NAME.search(name))
+
+
 def freezes_batch_norm(model: SemanticModel) -> bool:
     """Does the file freeze BatchNorm anywhere: ``FrozenBatchNorm2d`` and the library
     helpers, a helper named for it (also handed to ``model.apply``), or ``.eval()``
     on the sub-modules a loop over ``.modules()`` visits?"""
     for site in model.calls:
         called = (dotted_name(site.node.func) or "").rsplit(".", 1)[-1]
-        if called in BATCH_NORM_FREEZERS or _FREEZER_NAME.search(called):
+        if names_batch_norm_freezer(called):
             return True
         if any(_FREEZER_NAME.search(dotted_name(arg.value) or "") for arg in site.node.args):
             return True

@@ -11,13 +11,22 @@ from __future__ import annotations
 from collections.abc import Container, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import pairwise
+from typing import TYPE_CHECKING
 
 import libcst as cst
 
 from bnlint.analysis.frameworks import is_framework_module_base
 from bnlint.analysis.names import ImportTable, dotted_name
 from bnlint.analysis.positions import Positions
+from bnlint.analysis.project import is_outside_project
 from bnlint.analysis.walk import children
+from bnlint.source import line_starts
+
+if TYPE_CHECKING:
+    from bnlint.analysis.modes import ModeAnalysis
+    from bnlint.analysis.project import FileFacts, ProjectIndex
+    from bnlint.analysis.summaries import Summary
 
 
 @dataclass(eq=False)
@@ -86,13 +95,23 @@ Context = tuple[FunctionInfo | None, ClassInfo | None]
 
 
 class SemanticModel:
-    """Facts about one parsed file. ``package`` resolves relative imports."""
+    """Facts about one parsed file. ``package`` resolves relative imports;
+    ``project`` holds what the other files of the project tell this one."""
 
     def __init__(
-        self, module: cst.Module, path: str = "<stdin>", package: str | None = None
+        self,
+        module: cst.Module,
+        path: str = "<stdin>",
+        package: str | None = None,
+        project: ProjectIndex | None = None,
     ) -> None:
         self.module = module
         self.path = path
+        self.package = package
+        self.project = project
+        # Project names this file's analysis looked up, found or not: its result
+        # depends on what they hold (see ``project_fingerprint``).
+        self.project_dependencies: set[str] = set()
         self.imports = ImportTable(package)
         self.classes: list[ClassInfo] = []
         self.functions: list[FunctionInfo] = []
@@ -101,6 +120,7 @@ class SemanticModel:
         self.assignments: list[Assignment] = []
         self.with_items: list[WithItemSite] = []
         self.for_loops: list[StatementSite] = []
+        self.loops: list[StatementSite] = []  # for, while and comprehensions
         self.positions = Positions(module)
         self._collect()
 
@@ -119,6 +139,11 @@ class SemanticModel:
             cst.AugAssign: self._on_single_assign,
             cst.With: self._on_with,
             cst.For: self._on_for,
+            cst.While: self._on_loop,
+            cst.ListComp: self._on_loop,
+            cst.SetComp: self._on_loop,
+            cst.DictComp: self._on_loop,
+            cst.GeneratorExp: self._on_loop,
         }
         stack: list[tuple[cst.CSTNode, FunctionInfo | None, ClassInfo | None]] = [
             (self.module, None, None)
@@ -201,7 +226,15 @@ class SemanticModel:
     def _on_for(
         self, node: cst.For, function: FunctionInfo | None, cls: ClassInfo | None
     ) -> Context:
-        self.for_loops.append(StatementSite(node, function))
+        site = StatementSite(node, function)
+        self.for_loops.append(site)
+        self.loops.append(site)
+        return function, cls
+
+    def _on_loop(
+        self, node: cst.CSTNode, function: FunctionInfo | None, cls: ClassInfo | None
+    ) -> Context:
+        self.loops.append(StatementSite(node, function))
         return function, cls
 
     # -- queries ------------------------------------------------------------
@@ -212,6 +245,57 @@ class SemanticModel:
     def code(self, node: cst.CSTNode) -> str:
         """The source text of ``node`` (whitespace it owns included)."""
         return self.module.code_for_node(node)
+
+    @cached_property
+    def modes(self) -> ModeAnalysis:
+        """The flow-sensitive mode analysis (BNL001-BNL006), run on first use."""
+        from bnlint.analysis.modes import ModeAnalysis  # builds on this module
+
+        return ModeAnalysis(self)
+
+    @cached_property
+    def source_lines(self) -> list[str]:
+        """The file's lines (with their line breaks), for building fixes; split
+        only where Python ends a line (``str.splitlines`` also splits at form feeds)."""
+        code = self.module.code
+        return [code[start:end] for start, end in pairwise((*line_starts(code), len(code)))]
+
+    @cached_property
+    def assignments_by_target(self) -> dict[str, list[Assignment]]:
+        """Assignments by the dotted name they assign (``model``, ``self.model``)."""
+        index: dict[str, list[Assignment]] = {}
+        for assignment in self.assignments:
+            name = dotted_name(assignment.target)
+            if name is not None:
+                index.setdefault(name, []).append(assignment)
+        return index
+
+    # -- the project ----------------------------------------------------------------
+
+    def project_summary(self, qualified: str) -> Summary | None:
+        """The summary of a function of another project file, if the project has one."""
+        if is_outside_project(qualified):
+            return None
+        self.project_dependencies.add(qualified)
+        return self.project.summary(qualified) if self.project is not None else None
+
+    def project_module_class(self, qualified: str) -> bool | None:
+        """Whether a class of another project file is an nn.Module (None: not a project class)."""
+        if is_outside_project(qualified):
+            return None
+        self.project_dependencies.add(qualified)
+        return self.project.is_module_class(qualified) if self.project is not None else None
+
+    def project_facts(self) -> FileFacts | None:
+        """What this file tells the project index, if the mode analysis ran on it."""
+        analysis = self.__dict__.get("modes")  # the cached property, if computed
+        return analysis.file_facts() if analysis is not None else None
+
+    def project_fingerprint(self, sensitive: bool) -> str:
+        """What the project names this file looked up held, as a stable hash."""
+        if self.project is None:
+            return ""
+        return self.project.fingerprint(self.project_dependencies, sensitive)
 
     @cached_property
     def _classes_by_name(self) -> dict[str, ClassInfo]:
@@ -239,6 +323,8 @@ class SemanticModel:
             local = self._classes_by_name.get(dotted_name(base) or "")
             if local is not None and local in known:
                 return True
+            if qualified is not None and local is None and self.project_module_class(qualified):
+                return True
             if qualified is not None and local is None and "forward" in cls.methods:
                 # Imported from a project module we cannot see: a ``forward``
                 # method is the structural sign of an nn.Module.
@@ -255,6 +341,37 @@ class SemanticModel:
                 if method is not None:
                     yield site, method
 
+    def module_method_callers(
+        self, function: FunctionInfo
+    ) -> Iterator[tuple[CallSite, FunctionInfo]]:
+        """Calls of the module-level ``function`` made from nn.Module methods,
+        directly or through other module-level helpers of the file, each with the
+        method it runs in."""
+        seen = {function}
+        pending = [function]
+        while pending:
+            helper = pending.pop()
+            for site in self._calls_by_callee_name.get(helper.name, ()):
+                method = self.enclosing_module_method(site.function)
+                if method is not None:
+                    yield site, method
+                elif (
+                    site.function is not None
+                    and _is_top_level(site.function)
+                    and site.function not in seen
+                ):
+                    seen.add(site.function)
+                    pending.append(site.function)
+
+    @cached_property
+    def _calls_by_callee_name(self) -> dict[str, list[CallSite]]:
+        """Calls of plain names (``helper(...)``), by name."""
+        index: dict[str, list[CallSite]] = {}
+        for site in self.calls:
+            if isinstance(site.node.func, cst.Name):
+                index.setdefault(site.node.func.value, []).append(site)
+        return index
+
     def enclosing_module_method(self, function: FunctionInfo | None) -> FunctionInfo | None:
         """The nn.Module method that ``function`` is, or is nested in."""
         while function is not None:
@@ -262,3 +379,7 @@ class SemanticModel:
                 return function
             function = function.parent
         return None
+
+
+def _is_top_level(function: FunctionInfo) -> bool:
+    return function.cls is None and function.parent is None

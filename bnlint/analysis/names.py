@@ -91,6 +91,17 @@ class ImportTable:
             return None
         return f"{bound}.{rest}" if rest else bound
 
+    def spelling(self, qualified: str) -> str | None:
+        """How the file can write ``qualified``: ``torch.no_grad`` is ``torch.no_grad``
+        after ``import torch``, ``no_grad`` after ``from torch import no_grad``."""
+        for local, bound in self._bindings.items():
+            if qualified == bound:
+                return local
+        for local, bound in self._bindings.items():
+            if qualified.startswith(bound + "."):
+                return local + qualified[len(bound) :]
+        return None
+
     def imports_anything_from(self, *prefixes: str) -> bool:
         return any(
             q == p or q.startswith(p + ".") for q in self._bindings.values() for p in prefixes

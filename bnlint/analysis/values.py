@@ -81,13 +81,13 @@ def assigned_values(
     the class); when there are none, at module level, where scripts build things."""
     in_class = scope.cls if scope is not None and name.startswith("self.") else None
     values = []
-    for assignment in model.assignments:
+    for assignment in model.assignments_by_target.get(name, ()):
         same_scope = assignment.function is scope or (
             in_class is not None
             and assignment.function is not None
             and assignment.function.cls is in_class
         )
-        if same_scope and assignment.value is not None and dotted_name(assignment.target) == name:
+        if same_scope and assignment.value is not None:
             values.append(assignment.value)
     if not values and scope is not None and in_class is None:
         return assigned_values(model, name, None)

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from bnlint.rules.base import Rule
+from bnlint.rules.bnl001_eval_loop_in_train_mode import EvalLoopInTrainMode
+from bnlint.rules.bnl002_eval_loop_without_no_grad import EvalLoopWithoutNoGrad
+from bnlint.rules.bnl003_train_mode_not_restored import TrainModeNotRestored
 from bnlint.rules.bnl004_mode_call_missing_parens import ModeCallMissingParens
+from bnlint.rules.bnl005_export_in_train_mode import ExportInTrainMode
+from bnlint.rules.bnl006_whole_model_train_for_mc_dropout import WholeModelTrainForMcDropout
+from bnlint.rules.bnl101_frozen_bn_still_updates import FrozenBnStillUpdates
+from bnlint.rules.bnl102_train_undoes_freeze import TrainUndoesFreeze
 from bnlint.rules.bnl103_track_running_stats_toggled import TrackRunningStatsToggled
 from bnlint.rules.bnl104_averaged_model_without_bn_update import AveragedModelWithoutBnUpdate
 from bnlint.rules.bnl105_batchnorm_tiny_batch import BatchnormTinyBatch
@@ -23,7 +30,14 @@ from bnlint.rules.bnl302_evaluation_with_train_augmentation import (
 ALL_RULES: tuple[type[Rule], ...] = tuple(
     sorted(
         [
+            EvalLoopInTrainMode,
+            EvalLoopWithoutNoGrad,
+            TrainModeNotRestored,
             ModeCallMissingParens,
+            ExportInTrainMode,
+            WholeModelTrainForMcDropout,
+            FrozenBnStillUpdates,
+            TrainUndoesFreeze,
             TrackRunningStatsToggled,
             AveragedModelWithoutBnUpdate,
             BatchnormTinyBatch,

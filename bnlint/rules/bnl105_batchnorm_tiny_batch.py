@@ -41,12 +41,13 @@ class BatchnormTinyBatch(Rule):
     and classes visible in the file and from known architectures (ResNet,
     EfficientNet, MobileNet ...). A file that freezes BatchNorm (`FrozenBatchNorm2d`,
     timm's `freeze_batch_norm_2d`, a `freeze_bn` helper, `.eval()` on the layers of
-    a `.modules()` loop) is not reported. A loader is a training loader when a loop
-    that calls `backward()` iterates it, when its name, its dataset (`train=True`,
-    `split="train"`) or the function returning it (`train_dataloader`) says so, or
-    when it is shuffled and no loop in the file iterates it. A dataset built with a
-    batch size of its own (`SceneDataset(data, batch_size)`) returns whole batches
-    and is not reported.
+    a `.modules()` loop) is not reported. A loader is a training loader unless its
+    name, its dataset (`train=False`, `split="val"`) or the function returning it
+    (`val_dataloader`) says evaluation (an attack that back-propagates to test
+    images is not training), and when a loop that calls `backward()` iterates it,
+    its name, dataset or function says training, or it is shuffled and no loop in
+    the file iterates it. A dataset built with a batch size of its own
+    (`SceneDataset(data, batch_size)`) returns whole batches and is not reported.
 
     ## Fix safety
     No automatic fix: a larger batch, gradient accumulation with frozen BatchNorm,
@@ -107,7 +108,7 @@ def _message(what: str) -> str:
     return (
         f"this training loader uses {what} with a BatchNorm model: batch statistics of "
         "one or two samples are noise and the running statistics drift; use a larger "
-        "batch, drop_last=True, or GroupNorm/LayerNorm"
+        "batch, frozen BatchNorm, or GroupNorm/LayerNorm"
     )
 
 

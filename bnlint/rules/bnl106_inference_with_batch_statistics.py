@@ -58,11 +58,7 @@ class InferenceWithBatchStatistics(Rule):
             return
         for site in model.calls:
             flag = _flag_of(model, site)
-            if (
-                flag is not None
-                and isinstance(flag.value, cst.Name)
-                and flag.value.value == "False"
-            ):
+            if flag is not None and _is_false(flag.value):
                 yield Finding(
                     flag,
                     "BatchNorm without running statistics normalises with the statistics of "

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+
+import libcst as cst
 
 from bnlint.analysis.calls import argument, is_zero_literal
 from bnlint.analysis.frameworks import FUNCTIONAL_DROPOUT
@@ -39,8 +42,11 @@ class FunctionalDropoutAlwaysOn(Rule):
     explicit `training=True` on the `F.` functions is taken as deliberate
     (Monte-Carlo dropout) and not reported; dropout meant to stay on at
     inference but written without the argument (Tacotron 2's pre-net) is
-    reported, and `training=True` is the way to say so. Helper functions and
-    static methods that a `forward` calls are not checked yet.
+    reported, and `training=True` is the way to say so. A module-level helper
+    function is checked when a method of an `nn.Module` of the same file calls
+    it (directly or through other helpers) where the module may be in eval mode,
+    and not when every such call passes a literal zero rate; static methods and
+    helpers of other files are not checked.
 
     ## Fix safety
     Adding `training=self.training` to a dropout that defaults to `training=True`
@@ -49,6 +55,11 @@ class FunctionalDropoutAlwaysOn(Rule):
     `training=True` instead). The fix is unsafe for `alpha_dropout` and
     `feature_alpha_dropout` (training starts dropping, which changes the results
     of training) and for `torch.dropout(..., True)` (the `True` may be deliberate).
+    In a helper function there is no fix: the helper needs a new `training`
+    parameter and every caller must pass it, callers in other files included.
+    A default of `True` would keep the bug for callers left unchanged, a default
+    of `False` would silently stop dropout in their training, and a required
+    parameter would break them; only a person can update every caller.
     """
 
     code = "BNL201"
@@ -58,38 +69,102 @@ class FunctionalDropoutAlwaysOn(Rule):
     triggers = ("dropout",)
 
     def check(self, model: SemanticModel) -> Iterator[Finding]:
-        for site, method in model.module_method_calls(FUNCTIONAL_DROPOUT):
-            yield from self._check_call(model, site, method)
+        for site in model.calls:
+            if site.qualname not in FUNCTIONAL_DROPOUT:
+                continue
+            method = model.enclosing_module_method(site.function)
+            if method is not None:
+                yield from self._check_method_call(model, site, method)
+            elif site.function is not None and _is_helper(site.function):
+                yield from self._check_helper_call(model, site, site.function)
 
-    def _check_call(
+    def _check_method_call(
         self, model: SemanticModel, site: CallSite, method: FunctionInfo
     ) -> Iterator[Finding]:
-        parameter, position, default = FUNCTIONAL_DROPOUT[site.qualname or ""]
-        rate = argument(site.node, "p", 1)
-        if rate is not None and is_zero_literal(rate.value):
-            return  # drops nothing in either mode
-        state, arg = training_flag(site.node, parameter, position)
-        func = model.code(site.node.func)
-        if state is FlagState.MISSING and default is True:
-            problem = (
-                f"`{func}` without `{parameter}=` defaults to `{parameter}=True` "
-                "and stays on after `model.eval()`"
-            )
-        elif state is FlagState.MISSING and default is False:
-            problem = (
-                f"`{func}` without `{parameter}=` defaults to `{parameter}=False` "
-                "and never drops anything, not even in training"
-            )
-        elif state is FlagState.LITERAL_TRUE and default is None:
-            problem = f"`{func}(..., {parameter}=True)` stays on after `model.eval()`"
-        else:
-            return  # set by the caller, deliberate, or a required argument is missing
-        if not may_run_in_eval(method, site.node):
+        problem = _problem(model, site)
+        if problem is None or not may_run_in_eval(method, site.node):
             return
+        parameter, default, arg = problem.parameter, problem.default, problem.arg
         flag = f"{method.self_name}.training"
         safe = default is True  # otherwise training behaviour changes too
         yield Finding(
             site.node,
-            f"{problem}; pass `{parameter}={flag}`",
+            f"{problem.text}; pass `{parameter}={flag}`",
             set_keyword(model, site.node, arg, parameter, flag, safe=safe),
         )
+
+    def _check_helper_call(
+        self, model: SemanticModel, site: CallSite, helper: FunctionInfo
+    ) -> Iterator[Finding]:
+        problem = _problem(model, site)
+        if problem is None:
+            return
+        callers = [
+            (call, method)
+            for call, method in model.module_method_callers(helper)
+            if may_run_in_eval(method, call.node) and not _passes_zero_rate(site, helper, call)
+        ]
+        if not callers:
+            return  # used outside modules only, or only with a zero rate
+        method = callers[0][1]
+        where = f"{method.cls.name}.{method.name}" if method.cls else method.name
+        more = f" (and {len(callers) - 1} more)" if len(callers) > 1 else ""
+        yield Finding(
+            site.node,
+            f"{problem.text}: the helper `{helper.name}` runs in `{where}`{more}; give "
+            f"`{helper.name}` a `{problem.parameter}` parameter and pass "
+            f"`{problem.parameter}=self.training` from the method",
+            None,
+        )
+
+
+@dataclass(frozen=True)
+class _Problem:
+    text: str
+    parameter: str
+    default: bool | None
+    arg: cst.Arg | None
+
+
+def _problem(model: SemanticModel, site: CallSite) -> _Problem | None:
+    """What is wrong with the training flag of this functional dropout call, if anything."""
+    parameter, position, default = FUNCTIONAL_DROPOUT[site.qualname or ""]
+    rate = argument(site.node, "p", 1)
+    if rate is not None and is_zero_literal(rate.value):
+        return None  # drops nothing in either mode
+    state, arg = training_flag(site.node, parameter, position)
+    func = model.code(site.node.func)
+    if state is FlagState.MISSING and default is True:
+        text = (
+            f"`{func}` without `{parameter}=` defaults to `{parameter}=True` "
+            "and stays on after `model.eval()`"
+        )
+    elif state is FlagState.MISSING and default is False:
+        text = (
+            f"`{func}` without `{parameter}=` defaults to `{parameter}=False` "
+            "and never drops anything, not even in training"
+        )
+    elif state is FlagState.LITERAL_TRUE and default is None:
+        text = f"`{func}(..., {parameter}=True)` stays on after `model.eval()`"
+    else:
+        return None  # set by the caller, deliberate, or a required argument is missing
+    return _Problem(text, parameter, default, arg)
+
+
+def _is_helper(function: FunctionInfo) -> bool:
+    """A module-level function (not a method, not nested)."""
+    return function.cls is None and function.parent is None
+
+
+def _passes_zero_rate(site: CallSite, helper: FunctionInfo, call: CallSite) -> bool:
+    """The dropout rate is a parameter of the helper, and ``call`` (a direct call
+    of the helper) passes a literal 0."""
+    rate = argument(site.node, "p", 1)
+    direct = isinstance(call.node.func, cst.Name) and call.node.func.value == helper.name
+    if not direct or rate is None or not isinstance(rate.value, cst.Name):
+        return False
+    names = [p.name.value for p in (*helper.node.params.posonly_params, *helper.node.params.params)]
+    name = rate.value.value
+    position = names.index(name) if name in names else -1
+    passed = argument(call.node, name, position) if position >= 0 else None
+    return passed is not None and is_zero_literal(passed.value)

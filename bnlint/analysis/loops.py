@@ -1,0 +1,153 @@
+"""Loop roles: which loops train, which evaluate a model, and over what.
+
+A loop *trains* when a training step (``backward``, an optimizer step, or a
+call to a function that trains) runs anywhere in its body. A model call is
+*evaluated* by the outermost loop around it that does not train and that
+evaluates by RULES.md's definition: it iterates an evaluation source
+(``val_loader``, ``loaders["test"]``, ``DataLoader(val_set)``), or it is in a
+function named for evaluation (``validate``, ``evaluate``, ``test``,
+``predict``, ``infer*``, ``eval_*``), or the call runs with autograd off and
+the loop is not over training data. A call whose result is thrown away
+(``model(x)`` as a statement: BatchNorm recalibration) is not evaluated.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import PurePath
+
+import libcst as cst
+
+from bnlint.analysis.calls import positional_args
+from bnlint.analysis.data import Role, role_from_arguments, role_from_name
+from bnlint.analysis.flow import Events, LoopVisit, ModelCall
+from bnlint.analysis.model import FunctionInfo, SemanticModel
+from bnlint.analysis.names import dotted_name
+from bnlint.analysis.state import Grad
+from bnlint.analysis.values import assigned_values
+
+_EVALUATION_FUNCTION = re.compile(
+    r"^_*(validate|validation|evaluate|evaluation|eval|test|testing|predict|prediction"
+    r"|inference|infer\w*|val|valid)(_|$)"
+    r"|_(validate|validation|evaluate|evaluation|eval|test|predict|prediction|inference)$"
+)
+# Calls that pass an iterable through: ``enumerate(val_loader)``, ``tqdm(...)``.
+_ITERABLE_WRAPPERS = frozenset(
+    {"enumerate", "tqdm", "iter", "zip", "islice", "track", "progress_bar", "trange", "list"}
+)
+
+
+def is_test_file(path: str) -> bool:
+    """A pytest file, whose ``test_*`` functions are tests, not evaluation."""
+    name = PurePath(path).name
+    return name.startswith("test_") or name.endswith("_test.py") or name == "conftest.py"
+
+
+def is_evaluation_function(function: FunctionInfo | None, path: str) -> bool:
+    if function is None or not _EVALUATION_FUNCTION.search(function.name):
+        return False
+    return not (is_test_file(path) and function.name.startswith("test"))
+
+
+def iterable_role(
+    model: SemanticModel, iterable: cst.BaseExpression | None, scope: FunctionInfo | None
+) -> Role | None:
+    """Train or evaluation data, from the iterable's name or how it was built."""
+    for _ in range(4):  # through wrappers and one assignment
+        if iterable is None:
+            return None
+        if isinstance(iterable, cst.Call):
+            called = (dotted_name(iterable.func) or "").rsplit(".", 1)[-1]
+            args = positional_args(iterable)
+            if called in _ITERABLE_WRAPPERS and args:
+                iterable = args[0].value
+                continue
+            by_arguments = role_from_arguments(iterable)
+            if by_arguments is not None:
+                return by_arguments
+            if args and dotted_name(args[0].value) is not None:
+                role = role_from_name(dotted_name(args[0].value) or "")
+                if role is not None:  # ``DataLoader(val_set)``
+                    return role
+            return role_from_name(called) if called else None  # ``val_dataloader()``
+        if isinstance(iterable, cst.Subscript):
+            return _subscript_role(iterable)
+        name = dotted_name(iterable)
+        if name is None:
+            return None
+        role = role_from_name(name)
+        if role is not None:
+            return role
+        values = assigned_values(model, name, scope)
+        iterable = values[0] if len(values) == 1 else None
+    return None
+
+
+def _subscript_role(subscript: cst.Subscript) -> Role | None:
+    """``loaders["val"]``, ``dataloaders["test"]``."""
+    if len(subscript.slice) != 1 or not isinstance(subscript.slice[0].slice, cst.Index):
+        return None
+    key = subscript.slice[0].slice.value
+    if isinstance(key, cst.SimpleString) and isinstance(key.evaluated_value, str):
+        return role_from_name(key.evaluated_value)
+    return None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """A model call and the loop that evaluates it."""
+
+    call: ModelCall
+    loop: LoopVisit
+    why: str  # "evaluation loop over `val_loader`", for messages
+
+
+class LoopRoles:
+    """The roles of one function's loops, from what its walk recorded."""
+
+    def __init__(self, model: SemanticModel, function: FunctionInfo | None, events: Events) -> None:
+        self._model = model
+        self._function = function
+        self._events = events
+        self.training_loops = {loop for step in events.steps.values() for loop in step.loops}
+        self.gradient_loops = {
+            loop for point in events.gradient_calls.values() for loop in point.loops
+        }
+        self.evaluation_function = is_evaluation_function(function, model.path)
+        self._roles: dict[cst.CSTNode, Role | None] = {}
+
+    def role_of_data(self, visit: LoopVisit) -> Role | None:
+        if visit.node not in self._roles:
+            self._roles[visit.node] = iterable_role(self._model, visit.iterable, self._function)
+        return self._roles[visit.node]
+
+    def evaluation(self, call: ModelCall) -> Evaluation | None:
+        """The outermost loop around ``call`` that evaluates it, if any."""
+        if not call.used:
+            return None
+        for loop in call.loops:
+            if loop in self.training_loops:
+                continue
+            visit = self._events.loops.get(loop)
+            if visit is None:
+                continue
+            data = self.role_of_data(visit)
+            if data is Role.EVAL or self.evaluation_function:
+                return Evaluation(call, visit, self._describe(visit))
+            if call.grad is Grad.OFF and data is not Role.TRAIN:
+                return Evaluation(call, visit, self._describe(visit))
+        return None
+
+    def trains_at(self, loops: tuple[cst.CSTNode, ...]) -> bool:
+        """Does a training step run in the innermost loop of ``loops`` (or, outside
+        any loop, in the function)?"""
+        return any(step.loops[: len(loops)] == loops for step in self._events.steps.values())
+
+    def _describe(self, visit: LoopVisit) -> str:
+        if visit.iterable is None:
+            return "evaluation loop"
+        text = self._model.code(visit.iterable).strip()
+        if len(text) > 40 or "\n" in text:
+            text = text.split("\n", 1)[0][:37] + "..."
+        return f"evaluation loop over `{text}`"

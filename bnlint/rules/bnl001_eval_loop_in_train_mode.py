@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import libcst as cst
+
+from bnlint.analysis.model import SemanticModel
+from bnlint.analysis.modes import FunctionFlow, ModeAnalysis
+from bnlint.analysis.summaries import Need
+from bnlint.rules.base import Finding, FixPlan, Rule
+from bnlint.rules.mode_fixes import MODE_RULE_TRIGGERS, TRAIN_MODE_HARM, line_before, loop_anchor
+
+
+class EvalLoopInTrainMode(Rule):
+    """
+    ## What it does
+    Finds evaluation loops that run a model in training mode: no `.eval()` or
+    `.train(False)` reaches the loop on any path. An evaluation loop is a loop
+    (or comprehension) that calls a model on data named or built for evaluation
+    (`val_loader`, `loaders["test"]`, `DataLoader(val_set)`, `split="test"`),
+    any loop in a function named for evaluation (`validate`, `evaluate`, `test`,
+    `predict`, `infer*`, `eval_*`), or a model call under `torch.no_grad()` in a
+    loop with no training step. A model is in training mode when it was just
+    built or loaded (`Net()`, `timm.create_model(...)`,
+    `torchvision.models.resnet50(...)`, `Net()` plus `load_state_dict`), or
+    after `.train()` and a training loop.
+
+    Through function calls too: a function whose evaluation loop relies on the
+    caller's mode (`def evaluate(model, loader)` without `model.eval()`) is
+    reported where it is called with a model in training mode, in this file or,
+    when the command line lints the project, in another file.
+
+    ## Why is this bad?
+    In training mode BatchNorm normalises each batch with its own statistics and
+    updates its running statistics with the evaluation data, and dropout drops
+    activations at random. The metrics are wrong (usually lower and noisy,
+    depending on the batch size), and the model's BatchNorm statistics drift
+    towards the validation set.
+
+    ## Known problems
+    Paths are not weighed: if any path reaches the loop with `.eval()` (say,
+    under an `if`), nothing is reported. Models whose origin is unknown (a
+    parameter no visible caller sets, a value returned by a library function
+    bnlint does not know, a model handed to unknown code, which may switch it)
+    are never reported. In single-file mode (flake8, stdin, one file) a function
+    from another file is unknown, so `evaluate()` called from `train.py` is only
+    judged when both files are linted together by the command line. Training
+    mode set on purpose just before inference (`model.train()` with no training
+    step in between) is BNL006's business. `torch.load` of a whole model keeps
+    the mode it was saved in, which is not known. Forward passes whose output is
+    thrown away (BatchNorm recalibration, `update_bn`-style) are not evaluation,
+    and neither are Lightning's `validation_step`/`test_step`/`predict_step`, the
+    evaluation methods of an HF `Trainer` subclass, or Ignite evaluators, which
+    switch modes themselves.
+
+    ## Fix safety
+    The fix inserts `model.eval()` before the loop (or before the call). It is
+    safe when the model is a local of the function or script and nothing trains
+    after the loop in that function; otherwise it is unsafe, because training
+    that follows would then run in eval mode unless it calls `model.train()`
+    first (see BNL003).
+    """
+
+    code = "BNL001"
+    name = "eval-loop-in-train-mode"
+    summary = "an evaluation loop runs a model that is in training mode"
+    fixable = True
+    triggers = MODE_RULE_TRIGGERS
+
+    def check(self, model: SemanticModel) -> Iterator[Finding]:
+        analysis = model.modes
+        for flow in analysis.all_flows():
+            yield from self._loops(analysis, flow)
+        for flow, need in analysis.broken_needs(Need.EVAL):
+            requirement = need.requirement
+            yield Finding(
+                need.node,
+                f"`{need.key}` is in training mode when `{_short(need.callee)}` runs its "
+                f"{requirement.detail} (in `{requirement.where}`): {TRAIN_MODE_HARM}; "
+                f"call `{need.key}.eval()` before the call",
+                _fix(analysis, flow, need.key, need.statement, need.loops),
+            )
+
+    def _loops(self, analysis: ModeAnalysis, flow: FunctionFlow) -> Iterator[Finding]:
+        reported = set()
+        for evaluation in flow.evaluations:
+            call, loop = evaluation.call, evaluation.loop
+            if call.fact.is_train and call.fact.switch is None:
+                where = ""
+            elif call.fact.from_caller and analysis.every_call_breaks(flow, Need.EVAL, call.key):
+                where = f" (every call of `{flow.scope.name}` in this file passes it so)"  # type: ignore[union-attr]
+            else:
+                continue
+            if (loop.node, call.key) in reported:
+                continue
+            reported.add((loop.node, call.key))
+            yield Finding(
+                loop_anchor(loop.node),
+                f"`{call.key}` is in training mode in this {evaluation.why}{where}: "
+                f"{TRAIN_MODE_HARM}; call `{call.key}.eval()` before the loop",
+                _fix(analysis, flow, call.key, loop.statement, loop.loops),
+            )
+
+
+def _fix(
+    analysis: ModeAnalysis,
+    flow: FunctionFlow,
+    key: str,
+    statement: cst.CSTNode,
+    loops: tuple[cst.CSTNode, ...],
+) -> FixPlan | None:
+    safe = not analysis.belongs_to_caller(key, flow.scope) and not analysis.trained_after(
+        flow, key, statement, loops
+    )
+    return line_before(statement, f"{key}.eval()", safe, f"Call `{key}.eval()` first")
+
+
+def _short(qualified: str) -> str:
+    """``engine.Trainer.validate`` -> ``Trainer.validate``: the name as written."""
+    parts = qualified.split(".")
+    return ".".join(parts[-2:]) if len(parts) > 2 and parts[-2][:1].isupper() else parts[-1]

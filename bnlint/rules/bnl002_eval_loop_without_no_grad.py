@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import libcst as cst
+
+from bnlint.analysis.flow import ModelCall
+from bnlint.analysis.model import SemanticModel
+from bnlint.analysis.modes import FunctionFlow, ModeAnalysis
+from bnlint.analysis.state import Grad, Mode
+from bnlint.analysis.summaries import Need
+from bnlint.diagnostic import Severity
+from bnlint.rules.base import Anchor, Finding, FixPlan, NodeEdit, Rule
+from bnlint.rules.mode_fixes import MODE_RULE_TRIGGERS, loop_anchor, spelled, wrap_in_with
+
+NO_GRAD = "torch.no_grad"
+_WASTE = "every forward pass records a graph that is never used, costing memory and time"
+
+
+class EvalLoopWithoutNoGrad(Rule):
+    """
+    ## What it does
+    Finds evaluation loops (as BNL001 defines them) that call a model with
+    autograd on: no `torch.no_grad()`, `torch.inference_mode()`,
+    `torch.set_grad_enabled(False)` or decorator of those reaches the loop. Also
+    finds calls, in this file or (on the command line) in another file of the
+    project, to a function whose evaluation loop leaves autograd to its caller,
+    made with autograd on.
+
+    ## Why is this bad?
+    With autograd on, every forward pass keeps its activations for a backward
+    pass that never comes: evaluation uses several times the memory it needs
+    (out-of-memory errors at batch sizes that train fine) and runs slower. The
+    results are the same, so the mistake goes unnoticed.
+
+    ## Known problems
+    Loops that compute gradients on purpose (`torch.autograd.grad`,
+    `requires_grad_()`: adversarial evaluation, saliency maps) and loops with a
+    training step are not evaluation. A function that leaves autograd to its
+    callers is quiet when no caller is visible (flake8, stdin, a single file);
+    grad modes set by decorators or context managers bnlint does not know are
+    unknown, and unknown is never reported.
+
+    ## Fix safety
+    In a function named for evaluation that has no training step and computes
+    no gradients, the fix decorates the function with `@torch.no_grad()`;
+    otherwise it wraps the loop (or the call) in `with torch.no_grad():`. Both
+    are safe when nothing trains after the loop in that function: the values
+    computed are the same, only no graph is recorded. When training follows
+    (whose backward pass might reach tensors computed in the loop) the fix is
+    unsafe. No fix is offered where re-indenting would change a multi-line
+    string, or the file does not import torch.
+    """
+
+    code = "BNL002"
+    name = "eval-loop-without-no-grad"
+    summary = "an evaluation loop calls a model with autograd on"
+    severity = Severity.WARNING
+    fixable = True
+    triggers = MODE_RULE_TRIGGERS
+
+    def check(self, model: SemanticModel) -> Iterator[Finding]:
+        analysis = model.modes
+        for flow in analysis.all_flows():
+            yield from self._loops(model, analysis, flow)
+        for _flow, need in analysis.broken_needs(Need.NO_GRAD):
+            requirement = need.requirement
+            header = _no_grad(model)
+            fix = None
+            if header is not None and not need.callee_trains:
+                fix = wrap_in_with(model, need.statement, header, True, f"Wrap in `with {header}:`")
+            yield Finding(
+                need.node,
+                f"autograd is on when `{need.callee.rsplit('.', 1)[-1]}` runs its "
+                f"{requirement.detail} (in `{requirement.where}`): {_WASTE}; "
+                "call it under `with torch.no_grad():`",
+                fix,
+            )
+
+    def _loops(
+        self, model: SemanticModel, analysis: ModeAnalysis, flow: FunctionFlow
+    ) -> Iterator[Finding]:
+        reported = set()
+        for evaluation in flow.evaluations:
+            call, loop = evaluation.call, evaluation.loop
+            if not _grad_on(analysis, flow, call):
+                continue
+            if loop.node in flow.roles.gradient_loops or loop.node in reported:
+                continue
+            reported.add(loop.node)
+            # Grad.ON in a function: enabled in it, which a decorator would not undo.
+            decorate = call.grad is Grad.CALLER and _can_decorate(flow)
+            remedy = (
+                f"decorate `{flow.scope.name}` with `@torch.no_grad()`"  # type: ignore[union-attr]
+                if decorate
+                else "wrap the loop in `with torch.no_grad():`"
+            )
+            yield Finding(
+                loop_anchor(loop.node),
+                f"autograd is on in this {evaluation.why} calling `{call.key}`: {_WASTE}; {remedy}",
+                _fix(model, analysis, flow, loop.statement, loop.loops, decorate),
+            )
+
+
+def _grad_on(analysis: ModeAnalysis, flow: FunctionFlow, call: ModelCall) -> bool:
+    """Autograd is on here, or the function leaves it to its callers and every
+    call in this file makes it with autograd on."""
+    if call.grad is Grad.ON:
+        return bool(call.fact.modes & (Mode.TRAIN | Mode.EVAL))
+    if call.grad is not Grad.CALLER:
+        return False
+    key = call.key if call.fact.from_caller else ""
+    return analysis.every_call_breaks(flow, Need.NO_GRAD, key)
+
+
+def _can_decorate(flow: FunctionFlow) -> bool:
+    """An evaluation function that trains nothing and computes no gradients."""
+    return (
+        flow.scope is not None
+        and flow.roles.evaluation_function
+        and not flow.events.steps
+        and not flow.events.gradient_calls
+    )
+
+
+def _fix(
+    model: SemanticModel,
+    analysis: ModeAnalysis,
+    flow: FunctionFlow,
+    statement: cst.CSTNode,
+    loops: tuple[cst.CSTNode, ...],
+    decorate: bool,
+) -> FixPlan | None:
+    header = _no_grad(model)
+    if header is None:
+        return None
+    if decorate:
+        assert flow.scope is not None
+        edit = NodeEdit(flow.scope.node, Anchor.LINE_BEFORE, f"@{header}")
+        return FixPlan((edit,), True, f"Decorate with `@{header}`")
+    safe = not analysis.steps_after(flow, statement, loops)
+    return wrap_in_with(model, statement, header, safe, f"Wrap in `with {header}:`")
+
+
+def _no_grad(model: SemanticModel) -> str | None:
+    spelling = spelled(model, NO_GRAD)
+    return f"{spelling}()" if spelling is not None else None

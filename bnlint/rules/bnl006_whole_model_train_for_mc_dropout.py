@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import libcst as cst
+
+from bnlint.analysis.effects import mode_switch
+from bnlint.analysis.flow import ModelCall
+from bnlint.analysis.model import SemanticModel
+from bnlint.analysis.modes import FunctionFlow
+from bnlint.analysis.state import Grad, Mode
+from bnlint.rules.base import Anchor, Finding, FixPlan, NodeEdit, Rule
+from bnlint.rules.mode_fixes import MODE_RULE_TRIGGERS, line_indent, spelled
+
+DROPOUT_CLASSES = (
+    "torch.nn.Dropout",
+    "torch.nn.Dropout1d",
+    "torch.nn.Dropout2d",
+    "torch.nn.Dropout3d",
+    "torch.nn.AlphaDropout",
+    "torch.nn.FeatureAlphaDropout",
+)
+
+
+class WholeModelTrainForMcDropout(Rule):
+    """
+    ## What it does
+    Finds `model.train()` (or `for m in model.modules(): m.train()`, or a project
+    helper that calls `model.train()`) used at inference time: the model then
+    runs, with its result used, under `torch.no_grad()`, in an evaluation loop
+    (as BNL001 defines it) or in a function named for evaluation, with no
+    training step in between. This is the usual way to get Monte-Carlo dropout
+    samples, and it is wrong for any model with BatchNorm.
+
+    ## Why is this bad?
+    `.train()` switches every sub-module, not only dropout: BatchNorm normalises
+    each test batch with its own statistics (predictions depend on what else is
+    in the batch, and a batch of one breaks) and updates its running statistics
+    with test data on every forward pass, slowly corrupting the model. The
+    uncertainty estimates mix dropout noise with batch-composition noise.
+
+    ## Known problems
+    Forward passes whose output is thrown away (`model(x)` as a statement) are
+    BatchNorm recalibration, as `torch.optim.swa_utils.update_bn` does on
+    purpose, and are not reported. Enabling only the dropout modules
+    (`if isinstance(m, nn.Dropout): m.train()`) is the correct form and is not
+    reported. The model's layers are not checked: a model with no BatchNorm is
+    reported too, and the fix is still the safer habit.
+
+    ## Fix safety
+    The fix replaces `model.train()` with `model.eval()` followed by a loop that
+    puts only the dropout modules (`nn.Dropout`, `Dropout1d/2d/3d`,
+    `AlphaDropout`, `FeatureAlphaDropout`) in training mode. It is unsafe: the
+    predictions change (BatchNorm now uses its running statistics, which is the
+    point), and dropout implemented in other ways (functional dropout,
+    custom modules) stops.
+    """
+
+    code = "BNL006"
+    name = "whole-model-train-for-mc-dropout"
+    summary = "`model.train()` used at inference time, e.g. for Monte-Carlo dropout"
+    fixable = True
+    # Not only "train": the switch may be in a helper of another file.
+    triggers = MODE_RULE_TRIGGERS
+
+    def check(self, model: SemanticModel) -> Iterator[Finding]:
+        for flow in model.modes.all_flows():
+            reported: set[cst.Call] = set()
+            for call in flow.events.model_calls.values():
+                switch = call.fact.switch
+                if switch is None or switch in reported or not _at_inference(flow, call):
+                    continue
+                reported.add(switch)
+                yield Finding(
+                    switch,
+                    f"`{model.code(switch).strip()}` before inference puts all of `{call.key}` "
+                    "in training mode, not only dropout: BatchNorm normalises with each "
+                    "batch's statistics and updates its running stats with test data; "
+                    "switch on only the dropout modules",
+                    _fix(model, flow, switch, call.key),
+                )
+
+
+def _at_inference(flow: FunctionFlow, call: ModelCall) -> bool:
+    if not call.fact.is_train or not call.used or flow.roles.trains_at(call.loops):
+        return False
+    return (
+        call.grad is Grad.OFF
+        or flow.roles.evaluation(call) is not None
+        or flow.roles.evaluation_function
+    )
+
+
+def _fix(model: SemanticModel, flow: FunctionFlow, switch: cst.Call, key: str) -> FixPlan | None:
+    """``model.train()`` alone on its line -> eval, then dropout modules only.
+    Not ``m.train()`` in a loop over ``model.modules()``: the loop is the problem."""
+    if mode_switch(switch) != (key, Mode.TRAIN):
+        return None
+    statement = _statement_of(flow, switch)
+    if statement is None:
+        return None
+    classes = [spelled(model, name) for name in DROPOUT_CLASSES]
+    if None in classes:
+        return None
+    indent = line_indent(model, statement)
+    unit = model.module.default_indent
+    newline = model.module.default_newline
+    lines = [
+        f"{key}.eval()",
+        f"{indent}for submodule in {key}.modules():",
+        f"{indent}{unit}if isinstance(submodule, ({', '.join(classes)})):",  # type: ignore[arg-type]
+        f"{indent}{unit}{unit}submodule.train()",
+    ]
+    edit = NodeEdit(statement, Anchor.REPLACE, newline.join(lines))
+    return FixPlan((edit,), False, "Put only the dropout modules in training mode")
+
+
+def _statement_of(flow: FunctionFlow, switch: cst.Call) -> cst.SimpleStatementLine | None:
+    """The line ``switch`` is alone on, as an expression statement."""
+    for use in flow.events.switches.values():
+        statement = use.statement
+        if use.node is switch and isinstance(statement, cst.SimpleStatementLine):
+            only = statement.body[0] if len(statement.body) == 1 else None
+            if isinstance(only, cst.Expr) and only.value is switch:
+                return statement
+    return None
