@@ -369,6 +369,56 @@ def clean(cache_dir: Path | None) -> None:
         fail(f"{cache_dir} is not a bnlint cache (it has no bnlint CACHEDIR.TAG); not removed")
 
 
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("script", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.option(
+    "--limit-batches", type=click.IntRange(min=1), help="Cut every DataLoader loop after N batches."
+)
+@click.option(
+    "--timeout", type=click.FloatRange(min=0, min_open=True), help="Stop the script after SECONDS."
+)
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+)
+@click.option("--select", multiple=True, help="Codes or prefixes to enable (comma-separated).")
+@click.option("--ignore", multiple=True, help="Codes or prefixes to disable.")
+def confirm(
+    script: Path,
+    args: tuple[str, ...],
+    select: tuple[str, ...],
+    ignore: tuple[str, ...],
+    **options: object,
+) -> None:
+    """Lint SCRIPT's folder, run `python SCRIPT ARGS` under the runtime monitor (needs
+    torch), and report which static findings the run CONFIRMED or CONTRADICTED, which it
+    did not reach, and what it found that the linter did not. Exit 1 when anything was
+    confirmed or found at run time, or the script failed."""
+    try:
+        import bnlint.runtime  # noqa: F401  (torch: only here, never for `check`)
+    except ImportError as error:
+        fail(str(error))
+    from bnlint.confirm import confirm as run_confirm
+    from bnlint.confirm import timeout_supported
+
+    if options["timeout"] is not None and not timeout_supported():
+        fail("--timeout needs a POSIX system (SIGALRM) and the main thread")
+    try:
+        settings = {"select": _codes(select), "ignore": _codes(ignore)}
+        config = apply_settings(
+            _load(None, False, script), {k: v for k, v in settings.items() if v}, "command line"
+        )
+    except ConfigError as error:
+        fail(str(error))
+    report, status = run_confirm(script, list(args), config, **options)  # type: ignore[arg-type]
+    click.echo(report, nl=False)
+    sys.exit(status)
+
+
 @main.command()
 def server() -> None:
     """Run the language server (LSP over stdio) for editors; needs bnlint[server]."""

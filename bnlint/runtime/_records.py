@@ -36,6 +36,22 @@ class LayerEvent:
     line: int
 
 
+@dataclass
+class SiteRecord:
+    """What the monitor saw at one user source line, contradictions included.
+
+    ``bnlint confirm`` reads it to tell a static finding the run disproved
+    (the line ran, the model was in eval mode) from one it never reached.
+    """
+
+    evaluations: int = 0  # settled evaluation passes of a model called from this line
+    sensitive_evaluations: int = 0  # ... in which mode-sensitive layers ran
+    train_mode_evaluations: int = 0  # ... that were reported as BNL001
+    grad_evaluations: int = 0  # ... with autograd on
+    exports: int = 0  # jit.trace/export/onnx.export of a module from this line
+    train_mode_exports: int = 0  # ... with mode-sensitive layers in training mode (BNL005)
+
+
 class Batch:
     """A batch yielded by a DataLoader; ``steps``: the optimizer step count at that moment."""
 

@@ -93,7 +93,7 @@ from bnlint.runtime._layers import (
     sensitive_layers,
     tracks_stats,
 )
-from bnlint.runtime._records import Batch, Call, LayerEvent, TrackedIterator
+from bnlint.runtime._records import Batch, Call, LayerEvent, SiteRecord, TrackedIterator
 from bnlint.runtime._report import Where, caller, diagnostic
 
 # Functional dropout: (owner, name, code, [(position, keyword, default), ...]); all must be truthy.
@@ -152,12 +152,15 @@ class Monitor(contextlib.ContextDecorator):
     per norm/dropout forward pass in :attr:`events` (memory grows with the run).
     Findings accumulate over every ``with`` block (or decorated call) of one
     instance; an instance cannot be entered again while it is active.
+    :attr:`sites` maps each user ``(path, line)`` that called a model for an
+    evaluation pass, or an export, to a :class:`SiteRecord` of what ran there.
     """
 
     def __init__(self, *, limit_batches: int | None = None, record_events: bool = False) -> None:
         self.limit_batches = limit_batches
         self.record_events = record_events
         self.events: list[LayerEvent] = []
+        self.sites: dict[tuple[str, int], SiteRecord] = {}
         self._found: dict[tuple, Diagnostic] = {}
         # finding -> the line whose recalibration drops it (BNL001, BNL002)
         self._site_bound: dict[tuple, tuple[str, int]] = {}
@@ -453,9 +456,14 @@ class Monitor(contextlib.ContextDecorator):
             )
 
     def _report_evaluation(self, call: Call) -> None:
+        site = self._site(call.where)
+        site.evaluations += 1
+        site.sensitive_evaluations += call.sensitive
+        site.grad_evaluations += call.grad
         layers = call.train_layers
         if any(k == NORM for k in layers.values()) or (call.training and layers):
             # Dropout alone in training mode inside an eval model is Monte-Carlo dropout.
+            site.train_mode_evaluations += 1
             self._add("BNL001", call, lambda: self._train_mode_message(call), site_bound=True)
         if call.grad_outputs and not call.training:
             self._add(
@@ -527,6 +535,12 @@ class Monitor(contextlib.ContextDecorator):
         if key not in self._found:
             self._found[key] = diagnostic(code, where, message, module=module, model=model)
 
+    def _site(self, where: Where) -> SiteRecord:
+        site = self.sites.get(where.key)
+        if site is None:
+            site = self.sites[where.key] = SiteRecord()
+        return site
+
     def _names_of(self, root: nn.Module) -> dict[nn.Module, str]:
         names = self._names.get(root)
         if names is None:
@@ -596,14 +610,18 @@ class Monitor(contextlib.ContextDecorator):
             training = _onnx_exported_training(layers, kwargs)
         else:
             training = [m for m in layers if m.training]
+        where = caller()[0]
+        site = self._site(where)
+        site.exports += 1
         if not training:
             return
+        site.train_mode_exports += 1
         names, model_label = module_names(model), type(model).__name__
         groups = group([names[m] for m in training], [names[m] for m in layers])
         subject = "; ".join(describe(members, model_label) for members in groups)
         self._emit(
             "BNL005",
-            caller()[0],
+            where,
             f"{label} exports {model_label} with {subject} in training mode: dropout and batch "
             "statistics are baked into the exported graph; call model.eval() before exporting",
             model=model_label,
