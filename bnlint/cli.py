@@ -55,6 +55,15 @@ class DefaultToCheck(click.Group):
             args = ["check", *args]
         return super().parse_args(ctx, args)
 
+    def invoke(self, ctx: click.Context) -> object:
+        # Ctrl-C: the shell's status for SIGINT, not click's "Aborted!" and 1,
+        # which would read as "problems found".
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("bnlint: interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+
 
 @click.group(cls=DefaultToCheck, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bnlint")

@@ -149,6 +149,11 @@ def test_ctrl_c_in_the_middle_of_a_run(tmp_path: Path, monkeypatch: pytest.Monke
     assert code == EXIT_INTERRUPTED
 
 
-def test_ctrl_c_exit_code_is_documented() -> None:
-    assert EXIT_INTERRUPTED == 130
+def test_ctrl_c_while_linting_exits_130_without_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "model.py").write_bytes(BAD)
+    monkeypatch.setattr(bnlint.cli, "lint_files", _raise(KeyboardInterrupt()))
+    result = CliRunner().invoke(bnlint.cli.main, [str(tmp_path)])
+    assert (result.exit_code, result.stderr) == (EXIT_INTERRUPTED, "bnlint: interrupted\n")
     assert "130" in (bnlint.cli.__doc__ or "")
