@@ -76,6 +76,8 @@ class Config:
         return best_select >= 0 and best_select > best_ignore
 
     def _ignored_for(self, path: str) -> tuple[str, ...]:
+        if not self.per_file_ignores:
+            return ()  # the usual case: no path to resolve, once per rule and file
         relative = self.relative(path)
         codes: list[str] = []
         for pattern, pattern_codes in self.per_file_ignores:

@@ -72,14 +72,15 @@ def lint_source_with_facts(
     rules = _rules_for(source, path, config)
     if rules and len(source) > MAX_ANALYSED_CHARACTERS:
         return _select([_too_large_to_analyse(path, len(source))], path, config), None
-    # Python's parser first: past its nesting limits LibCST's native parser takes
-    # minutes, or overflows its stack and kills the whole run (a segfault).
-    python_error = _ast_syntax_error(source)
+    # Python's parser first where nesting may be deep: past Python's limits
+    # LibCST's native parser takes minutes, or overflows its stack and kills the
+    # whole run (a segfault). Elsewhere it would only add a tenth to the parse.
+    python_error = _ast_syntax_error(source) if not rules or _may_nest_deeply(source) else None
     if not rules or _beyond_parser_limits(python_error):
         error = [_syntax_diagnostic(path, *python_error)] if python_error else []
         return _select(error, path, config), None
     try:
-        module = cst.parse_module(source)
+        module = parse_module(source)
     except (cst.ParserSyntaxError, RecursionError, MemoryError) as error:
         return _select(
             [_syntax_diagnostic(path, *_describe_parse_error(source, error))], path, config
@@ -101,6 +102,23 @@ def lint_source_with_facts(
             return _select([_too_deep_to_analyse(path, rule.code)], path, config), None
     selected = sorted(_select(diagnostics, path, config), key=lambda d: d.sort_key)
     return (_apply_noqa(selected, source) if noqa else selected), model.project_facts()
+
+
+def parse_module(source: str) -> cst.Module:
+    """``libcst.parse_module`` without validating each node as it is built: the
+    parser's own output is valid by construction, and validation is a fifth of
+    the parse (measured on timm; LibCST's ``CSTNode.__post_init__`` says as
+    much). Nodes that rules build for fixes are still validated."""
+    validate = cst.CSTNode.__post_init__
+    cst.CSTNode.__post_init__ = _skip_validation  # type: ignore[method-assign]
+    try:
+        return cst.parse_module(source)
+    finally:
+        cst.CSTNode.__post_init__ = validate  # type: ignore[method-assign]
+
+
+def _skip_validation(node: cst.CSTNode) -> None:
+    pass
 
 
 def lint_files(
@@ -369,6 +387,38 @@ def _describe_parse_error(source: str, error: BaseException) -> tuple[int, int, 
         # Python accepts the file: LibCST's grammar differs (form feeds in indentation).
         return line, column, f"{message} (bnlint's parser, LibCST, rejects this valid Python)"
     return 1, 1, _too_complex(error)
+
+
+# Python refuses 200 nested brackets and 100 indentation levels; well below
+# that, Python's own parser is asked before LibCST's.
+_SAFE_NESTING = 50
+_STRINGS_AND_COMMENTS = re.compile(
+    r'"""[\s\S]*?"""' r"|'''[\s\S]*?'''" r'|"(?:[^"\\\n]|\\.)*"' r"|'(?:[^'\\\n]|\\.)*'|#[^\n]*"
+)
+_BRACKETS = re.compile(r"[()\[\]{}]")
+_BRACKET_DEPTH_CHANGE = {"(": 1, "[": 1, "{": 1, ")": -1, "]": -1, "}": -1}
+# Prefix operators nest too (``- - - x``, ``not not x``, ``lambda: lambda: x``).
+_PREFIX_RUN = re.compile(
+    rf"(?=[-+~nal])(?:(?:[-+~]|not\b|await\b|lambda\b[^:\n]*:)\s*){{{_SAFE_NESTING},}}"
+)
+_DEEP_INDENT = re.compile(rf"^[ \t]{{{2 * _SAFE_NESTING},}}", re.MULTILINE)
+# Operator chains (``x ** x ** ...``) nest without brackets, on one long line.
+_LONG_LINE = 10_000
+
+
+def _may_nest_deeply(source: str) -> bool:
+    """Could the file come near a parser's nesting limits? Over-cautious by design:
+    a yes only costs the ``ast`` parse that a no saves."""
+    if len(source) > _LONG_LINE and max(map(len, source.splitlines())) > _LONG_LINE:
+        return True
+    code = _STRINGS_AND_COMMENTS.sub("", source)
+    if _DEEP_INDENT.search(code) or _PREFIX_RUN.search(code):
+        return True
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(code):
+        depth = max(0, depth + _BRACKET_DEPTH_CHANGE[bracket])
+        deepest = max(deepest, depth)
+    return deepest >= _SAFE_NESTING
 
 
 _TOO_COMPLEX = "the file is too deeply nested or too large to parse"
