@@ -6,6 +6,14 @@ builds a ``ProjectIndex`` from the facts of every file and re-lints a file
 only when what its names hold in the index differs from what it was linted
 with (its fingerprint). Facts are small plain data: they pickle to worker
 processes and convert to JSON for a cache.
+
+Re-linting is the costly part, so a file is only re-linted for what can change
+its result: any fact about its dependencies when it is *sensitive* (it
+evaluates, trains, exports, passes a need on or turns autograd off), else only
+summaries that create events in a caller (needs, training steps). Known gap:
+a file that is not sensitive on its own and whose only model is an imported
+project class with no other evidence of being a module is judged without
+knowing that class.
 """
 
 from __future__ import annotations

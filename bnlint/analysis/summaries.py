@@ -67,12 +67,10 @@ class Summary:
 
     @property
     def makes_events(self) -> bool:
-        """Can calling it create something a rule judges in any caller: a need,
-        a training step, or a model it returns? (Effects and stores only matter
-        to callers that already evaluate, train or export.)"""
-        return bool(
-            self.requirements or self.trains or self.returns is not None or self.returns_key
-        )
+        """Can calling it create something a rule judges in any caller: a need
+        or a training step? (Effects, stores and returned models only matter to
+        callers that already evaluate, train, export or turn autograd off.)"""
+        return bool(self.requirements or self.trains)
 
     def roots(self) -> frozenset[str]:
         return frozenset((*self.params, *self.keyword_only))
