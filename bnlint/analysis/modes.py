@@ -875,17 +875,23 @@ class ModeAnalysis:
         )
 
     def _is_sensitive(self) -> bool:
-        """Does the file evaluate, train, export, turn autograd off (inference:
-        BNL006 judges a helper's ``model.train()`` there) or pass needs on (see
-        ``FileFacts``)?"""
+        """Does the file evaluate, train, export, pass needs on, or turn autograd off
+        in a ``with`` (inference: BNL006 judges a helper's ``model.train()`` there)?
+        See ``FileFacts``."""
         return (
             self._has_evaluation_loops
             or any(
                 flow.evaluations or flow.events.steps or flow.events.exports or flow.events.needs
                 for flow in self.flows.values()
             )
-            or any(site.qualname in GRAD_MODE_CONTEXTS for site in self.model.calls)
+            or any(self._turns_grad_off(site.item.item) for site in self.model.with_items)
         )
+
+    def _turns_grad_off(self, context: cst.BaseExpression) -> bool:
+        # ``with``, not decorators: a decorated ``forward`` or ``generate`` is the
+        # library side of inference, and a third of transformers has one.
+        func = context.func if isinstance(context, cst.Call) else context
+        return self.model.qualname(func) in GRAD_MODE_CONTEXTS
 
 
 def _is_known_model(fact: ModeFact) -> bool:
