@@ -105,15 +105,10 @@ class ProjectIndex:
                 self._summaries[name] = summary
             for name in file.classes:
                 self._classes[name] = name in file.module_classes
-        for module in ambiguous:
-            self._drop_module(module)
-
-    def _drop_module(self, module: str) -> None:
-        for table in (self._summaries, self._classes):
-            for name in [n for n in table if n.rpartition(".")[0] == module]:
-                del table[name]
-            for name in [n for n in table if n.startswith(module + ".")]:
-                del table[name]
+        if ambiguous:
+            for table in (self._summaries, self._classes):
+                for name in [n for n in table if _defined_in(n, ambiguous)]:
+                    del table[name]
 
     def summary(self, name: str) -> Summary | None:
         return self._summaries.get(name)
@@ -142,3 +137,13 @@ class ProjectIndex:
     def is_stale(self, facts: FileFacts) -> bool:
         """Was the file linted with other summaries than this index holds?"""
         return self.fingerprint(facts.dependencies, facts.sensitive) != facts.fingerprint
+
+
+def _defined_in(name: str, modules: set[str]) -> bool:
+    """Is ``name`` (``pkg.mod.Class.method``) inside one of ``modules``?"""
+    prefix = name
+    while "." in prefix:
+        prefix = prefix.rpartition(".")[0]
+        if prefix in modules:
+            return True
+    return False
