@@ -79,20 +79,15 @@ class EvaluationOnTrainingData(Rule):
 
     def _evaluation_call(self, model: SemanticModel, site: CallSite) -> Iterator[Finding]:
         called = (dotted_name(site.node.func) or "").rsplit(".", 1)[-1].lower()
-        stored_as_validation = any(
-            role_from_name(name) is Role.EVAL
-            for a in model.assignments
-            if a.value is site.node
-            for name in target_names(a.target)
-        )
         for arg in site.node.args:
             name = dotted_name(arg.value)
             if name is None or not is_data_name(name) or role_from_name(name) is not Role.TRAIN:
                 continue
             keyword = arg.keyword.value if arg.keyword else None
             evaluation_keyword = keyword is not None and role_from_name(keyword) is Role.EVAL
-            evaluation_result = _EVALUATION_FUNCTION.match(called) and stored_as_validation
-            if evaluation_keyword or evaluation_result:
+            if evaluation_keyword or (
+                _EVALUATION_FUNCTION.match(called) and _stored_as_validation(model, site.node)
+            ):
                 yield Finding(
                     arg.value,
                     f"validation runs on the training data `{name}`: " + _CONSEQUENCE,
@@ -133,3 +128,15 @@ def _names_in_scope(model: SemanticModel, site: CallSite) -> set[str]:
             if a.function in (function, None) or (own_class and name.startswith("self.")):
                 names.add(name)
     return names
+
+
+def _stored_as_validation(model: SemanticModel, call: cst.Call) -> bool:
+    """``val_acc = evaluate(model, train_loader)``: the result is named for evaluation.
+    Asked only for calls that pass training data (scanning assignments per call
+    was quadratic)."""
+    return any(
+        role_from_name(name) is Role.EVAL
+        for a in model.assignments
+        if a.value is call
+        for name in target_names(a.target)
+    )
