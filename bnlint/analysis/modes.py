@@ -49,6 +49,7 @@ from bnlint.analysis.project import FileFacts, module_name
 from bnlint.analysis.state import Grad, Mode, ModeFact, State, join_all
 from bnlint.analysis.summaries import Need, Requirement, Summary, bind_arguments
 from bnlint.analysis.values import assigned_values
+from bnlint.analysis.walk import children
 
 Scope = FunctionInfo | None  # None: the module body
 _MARKER_METHODS = frozenset(
@@ -875,16 +876,19 @@ class ModeAnalysis:
         )
 
     def _is_sensitive(self) -> bool:
-        """Does the file evaluate, train, export, pass needs on, or turn autograd off
-        in a ``with`` (inference: BNL006 judges a helper's ``model.train()`` there)?
-        See ``FileFacts``."""
+        """Does the file evaluate, train, export, pass needs on, or loop in a ``with``
+        that turns autograd off (inference: BNL006 judges a helper's ``model.train()``
+        there)? See ``FileFacts``."""
         return (
             self._has_evaluation_loops
             or any(
                 flow.evaluations or flow.events.steps or flow.events.exports or flow.events.needs
                 for flow in self.flows.values()
             )
-            or any(self._turns_grad_off(site.item.item) for site in self.model.with_items)
+            or any(
+                self._turns_grad_off(site.item.item) and _contains_loop(site.statement.body)
+                for site in self.model.with_items
+            )
         )
 
     def _turns_grad_off(self, context: cst.BaseExpression) -> bool:
@@ -892,6 +896,21 @@ class ModeAnalysis:
         # library side of inference, and a third of transformers has one.
         func = context.func if isinstance(context, cst.Call) else context
         return self.model.qualname(func) in GRAD_MODE_CONTEXTS
+
+
+_LOOPS = (cst.For, cst.While, cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)
+
+
+def _contains_loop(node: cst.CSTNode) -> bool:
+    """Inference loops over batches or samples; a no-grad block without one
+    (weight initialisation, a single forward) runs no inference worth judging."""
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, _LOOPS):
+            return True
+        pending.extend(children(current))
+    return False
 
 
 def _is_known_model(fact: ModeFact) -> bool:
