@@ -9,7 +9,7 @@ processes and convert to JSON for a cache.
 
 Re-linting is the costly part, so a file is only re-linted for what can change
 its result: any fact about its dependencies when it is *sensitive* (it
-evaluates, trains, exports, passes a need on or turns autograd off), else only
+evaluates, trains, exports, passes a need on or loops with autograd off), else only
 summaries that create events in a caller (needs, training steps). Known gap:
 a file that is not sensitive on its own and whose only model is an imported
 project class with no other evidence of being a module is judged without
