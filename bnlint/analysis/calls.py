@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import libcst as cst
 
-from bnlint.analysis.walk import children
+from bnlint.analysis.walk import descendants
 
 
 def keyword_arg(call: cst.Call, name: str) -> cst.Arg | None:
@@ -44,10 +44,6 @@ def is_zero_literal(node: cst.BaseExpression) -> bool:
 
 def mentions_name(node: cst.CSTNode, name: str) -> bool:
     """Does ``name`` appear as an identifier or attribute anywhere in ``node``?"""
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, cst.Name) and current.value == name:
-            return True
-        stack.extend(children(current))
-    return False
+    return any(
+        isinstance(current, cst.Name) and current.value == name for current in descendants(node)
+    )

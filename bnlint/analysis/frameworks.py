@@ -217,3 +217,6 @@ LIGHTNING_EVALUATION_PREFIXES = (
 HF_TRAINER_EVALUATION_METHODS = frozenset(
     {"evaluate", "evaluation_loop", "prediction_loop", "prediction_step", "predict"}
 )
+
+# torch.utils.data.DataLoader under both of its import paths.
+DATA_LOADERS = frozenset({"torch.utils.data.DataLoader", "torch.utils.data.dataloader.DataLoader"})

@@ -34,7 +34,7 @@ from bnlint.analysis.model import FunctionInfo, SemanticModel
 from bnlint.analysis.names import dotted_name
 from bnlint.analysis.state import Mode, is_under
 from bnlint.analysis.values import assigned_values
-from bnlint.analysis.walk import children
+from bnlint.analysis.walk import children, descendants
 
 Scope = FunctionInfo | None
 REQUIRES_GRAD = "requires_grad"
@@ -329,16 +329,13 @@ def _guarded_by_batch_norm_test(body: cst.CSTNode, node: cst.CSTNode, model: Sem
 def _names_batch_norm(model: SemanticModel, expr: cst.BaseExpression) -> bool:
     """``nn.BatchNorm2d``, ``(nn.BatchNorm1d, nn.BatchNorm2d)``, ``_BatchNorm``, or
     a class name compared as a string (``"BatchNorm"``)."""
-    stack = [expr]
-    while stack:
-        current = stack.pop()
+    for current in descendants(expr):
         if isinstance(current, cst.SimpleString) and "BatchNorm" in current.value:
             return True
         if isinstance(current, cst.Name | cst.Attribute):
             qualified = model.qualname(current) or dotted_name(current) or ""
             if qualified in BATCH_NORM_CLASSES or "BatchNorm" in qualified.rsplit(".", 1)[-1]:
                 return True
-        stack.extend(children(current))
     return False
 
 

@@ -49,7 +49,7 @@ from bnlint.analysis.project import FileFacts, module_name
 from bnlint.analysis.state import Grad, Mode, ModeFact, State, join_all
 from bnlint.analysis.summaries import Need, Requirement, Summary, bind_arguments
 from bnlint.analysis.values import assigned_values
-from bnlint.analysis.walk import children
+from bnlint.analysis.walk import descendants
 
 Scope = FunctionInfo | None  # None: the module body
 _MARKER_METHODS = frozenset(
@@ -904,13 +904,7 @@ _LOOPS = (cst.For, cst.While, cst.ListComp, cst.SetComp, cst.DictComp, cst.Gener
 def _contains_loop(node: cst.CSTNode) -> bool:
     """Inference loops over batches or samples; a no-grad block without one
     (weight initialisation, a single forward) runs no inference worth judging."""
-    pending = [node]
-    while pending:
-        current = pending.pop()
-        if isinstance(current, _LOOPS):
-            return True
-        pending.extend(children(current))
-    return False
+    return any(isinstance(current, _LOOPS) for current in descendants(node))
 
 
 def _is_known_model(fact: ModeFact) -> bool:

@@ -8,6 +8,7 @@ Whitespace and punctuation fields never hold code, so they are skipped.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 
 import libcst as cst
 
@@ -72,3 +73,12 @@ def children(node: cst.CSTNode) -> list[cst.CSTNode]:
         elif _node_class(value_type):
             found.append(value)
     return found
+
+
+def descendants(node: cst.CSTNode) -> Iterator[cst.CSTNode]:
+    """``node`` and every code-bearing node below it, depth first."""
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        yield current
+        pending.extend(children(current))

@@ -10,12 +10,12 @@ from bnlint.analysis.architectures import contains_batch_norm, freezes_batch_nor
 from bnlint.analysis.calls import argument, is_true_literal, keyword_arg, mentions_name
 from bnlint.analysis.constants import dict_entries, resolve_int
 from bnlint.analysis.data import Role, role_from_arguments, role_from_name
+from bnlint.analysis.frameworks import DATA_LOADERS
 from bnlint.analysis.model import CallSite, SemanticModel
 from bnlint.analysis.names import dotted_name
 from bnlint.analysis.values import assigned_values
 from bnlint.rules.base import Finding, Rule
 
-DATA_LOADERS = frozenset({"torch.utils.data.DataLoader", "torch.utils.data.dataloader.DataLoader"})
 BATCH_SIZE = "batch_size"
 # ``batch_size``, ``batchsize``, ``n_crops_in_batch``; not ``batch_first``.
 _BATCH_SIZE_NAME = re.compile(r"batch_?size|in_batch|batch$", re.IGNORECASE)

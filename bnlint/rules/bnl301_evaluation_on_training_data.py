@@ -7,11 +7,11 @@ import libcst as cst
 
 from bnlint.analysis.calls import argument
 from bnlint.analysis.data import Role, is_data_name, role_from_name
+from bnlint.analysis.frameworks import DATA_LOADERS
 from bnlint.analysis.model import Assignment, CallSite, SemanticModel
 from bnlint.analysis.names import dotted_name, target_names
 from bnlint.rules.base import Anchor, Finding, FixPlan, NodeEdit, Rule
 
-DATA_LOADERS = frozenset({"torch.utils.data.DataLoader", "torch.utils.data.dataloader.DataLoader"})
 _EVALUATION_FUNCTION = re.compile(
     r"^(validate|validation|evaluate|evaluation|eval|test|predict|infer)"
 )

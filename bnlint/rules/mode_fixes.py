@@ -5,7 +5,7 @@ from __future__ import annotations
 import libcst as cst
 
 from bnlint.analysis.model import SemanticModel
-from bnlint.analysis.walk import children
+from bnlint.analysis.walk import descendants
 from bnlint.rules.base import Anchor, FixPlan, NodeEdit
 
 # Text that may hold a mode-rule finding: files without any are not parsed for them.
@@ -80,14 +80,11 @@ def wrap_in_with(
 
 
 def _has_multiline_string(node: cst.CSTNode) -> bool:
-    stack = [node]
-    while stack:
-        current = stack.pop()
+    for current in descendants(node):
         if isinstance(current, cst.SimpleString) and "\n" in current.value:
             return True
         if isinstance(current, cst.FormattedString) and any(
             "\n" in getattr(part, "value", "") for part in current.parts
         ):
             return True
-        stack.extend(children(current))
     return False
