@@ -22,10 +22,11 @@ from bnlint.cache import ResultCache, Slot
 from bnlint.config import Config
 from bnlint.diagnostic import Diagnostic, Edit, Fix, Severity
 from bnlint.noqa import NoqaMap, has_skip_file
-from bnlint.parallel import TaskRunner
+from bnlint.parallel import TaskRunner, WorkerPool
 from bnlint.rules import ALL_RULES, INPUT_CODES
 from bnlint.rules.base import Anchor, Finding, FixPlan, Rule
 from bnlint.source import SourceFile, UnreadableSource, line_starts, line_text, read_source
+from bnlint.trees import KeptTrees
 
 # LibCST needs about 0.4-0.8 GB of memory and 15-50 s per million characters;
 # the largest file of the benchmark corpus has 0.34 million.
@@ -64,9 +65,11 @@ def lint_source_with_facts(
     package: str | None = None,
     noqa: bool = True,
     project: ProjectIndex | None = None,
+    trees: KeptTrees | None = None,
 ) -> tuple[list[Diagnostic], FileFacts | None]:
     """``lint_source``, and what the file tells the project index (None when the
-    mode analysis did not run on it)."""
+    mode analysis did not run on it). ``trees`` keeps the tree of a file that
+    a project round may re-lint, and gives it back then."""
     if has_skip_file(source):
         return [], None
     rules = _rules_for(source, path, config)
@@ -79,8 +82,9 @@ def lint_source_with_facts(
     if not rules or _beyond_parser_limits(python_error):
         error = [_syntax_diagnostic(path, *python_error)] if python_error else []
         return _select(error, path, config), None
+    module = trees.get(path, source) if trees is not None else None
     try:
-        module = parse_module(source)
+        module = module or parse_module(source)
     except (cst.ParserSyntaxError, RecursionError, MemoryError) as error:
         return _select(
             [_syntax_diagnostic(path, *_describe_parse_error(source, error))], path, config
@@ -101,7 +105,10 @@ def lint_source_with_facts(
                 raise
             return _select([_too_deep_to_analyse(path, rule.code)], path, config), None
     selected = sorted(_select(diagnostics, path, config), key=lambda d: d.sort_key)
-    return (_apply_noqa(selected, source) if noqa else selected), model.project_facts()
+    facts = model.project_facts()
+    if trees is not None and facts is not None and facts.dependencies:
+        trees.keep(path, source, module, likely=facts.sensitive)  # a project round may re-lint it
+    return (_apply_noqa(selected, source) if noqa else selected), facts
 
 
 def parse_module(source: str) -> cst.Module:
@@ -128,6 +135,16 @@ def lint_files(
     Unchanged files come from ``cache``; the others are linted in ``jobs`` worker
     processes (0: one per core; small runs stay in this process). One file's
     crash is recorded in its result and does not stop the others."""
+    try:
+        with WorkerPool(jobs) as pool:
+            return _lint_in_rounds(files, config, pool, cache)
+    finally:
+        _KEPT_TREES.clear()  # the rounds that in-process linting kept trees for are over
+
+
+def _lint_in_rounds(
+    files: list[Path], config: Config, pool: WorkerPool, cache: ResultCache | None
+) -> list[FileResult]:
     results: dict[Path, FileResult] = {}
     slots: dict[Path, Slot | None] = {}
     tasks: list[LintTask] = []
@@ -143,10 +160,11 @@ def lint_files(
             else:
                 results[path] = hit
                 slots[path] = slot
-    linted = TaskRunner(_lint_task, (config, cache, None), _crashed).run(tasks, jobs)
-    results.update((task.path, result) for task, result in zip(tasks, linted, strict=True))
+    linted = pool.run(TaskRunner(_lint_task, (config, cache, None), _crashed), tasks)
+    results.update((task.path, result) for task, result in zip(tasks, linted.results, strict=True))
     slots.update((task.path, task.slot) for task in tasks)
-    _follow_project(results, slots, config, jobs, cache)
+    workers = {task.path: worker for task, worker in zip(tasks, linted.workers, strict=True)}
+    _follow_project(results, slots, config, pool, workers, cache)
     return [results[path] for path in files]
 
 
@@ -159,12 +177,14 @@ def _follow_project(
     results: dict[Path, FileResult],
     slots: dict[Path, Slot | None],
     config: Config,
-    jobs: int,
+    pool: WorkerPool,
+    workers: dict[Path, int | None],
     cache: ResultCache | None,
 ) -> None:
     """Re-lint the files whose result depends on what other files' functions
     need and do, with the project index built from every file's facts, until
-    no file's dependencies change (bounded)."""
+    no file's dependencies change (bounded). Each goes back to the worker that
+    linted it (``workers``), which may still hold its tree."""
     for _ in range(MAX_PROJECT_ROUNDS):
         project = ProjectIndex(r.facts for r in results.values() if r.facts is not None)
         stale = [
@@ -174,7 +194,8 @@ def _follow_project(
         ]
         if not stale:
             break
-        linted = TaskRunner(_lint_task, (config, cache, project), _crashed).run(stale, jobs)
+        runner = TaskRunner(_lint_task, (config, cache, project), _crashed)
+        linted = pool.run(runner, stale, [workers.get(task.path) for task in stale]).results
         results.update((task.path, result) for task, result in zip(stale, linted, strict=True))
     for result in results.values():
         if result.facts is not None and result.facts.fingerprint:
@@ -187,11 +208,15 @@ class LintTask:
     slot: Slot | None = None  # where the result goes in the cache
 
 
+# The trees this process keeps for the project rounds of the run in hand.
+_KEPT_TREES = KeptTrees()
+
+
 def _lint_task(
     shared: tuple[Config, ResultCache | None, ProjectIndex | None], task: LintTask
 ) -> FileResult:
     config, cache, project = shared
-    result = lint_file(task.path, config, project)
+    result = lint_file(task.path, config, project, _KEPT_TREES)
     if cache is not None and task.slot is not None and result.source is not None:
         facts = result.facts
         slot = replace(
@@ -224,7 +249,12 @@ def _cached_result(path: Path, diagnostics: list[Diagnostic], slot: Slot) -> Fil
         return None
 
 
-def lint_file(path: Path, config: Config, project: ProjectIndex | None = None) -> FileResult:
+def lint_file(
+    path: Path,
+    config: Config,
+    project: ProjectIndex | None = None,
+    trees: KeptTrees | None = None,
+) -> FileResult:
     """Read, decode and lint one file; bad input becomes a BNL902 diagnostic."""
     shown = str(path)
     try:
@@ -239,7 +269,7 @@ def lint_file(path: Path, config: Config, project: ProjectIndex | None = None) -
         diagnostics = lint_notebook(source.text, shown, config, package_of(path))
     else:
         diagnostics, facts = lint_source_with_facts(
-            source.text, shown, config, package_of(path), project=project
+            source.text, shown, config, package_of(path), project=project, trees=trees
         )
         return FileResult(shown, diagnostics, source, facts=facts)
     return FileResult(shown, diagnostics, source)

@@ -1,13 +1,18 @@
 """Running one task over many items in worker processes, results in item order.
 
-The workers start once per run and get the task and its shared state once,
-through the pool's initializer; items travel in small chunks, so a slow file
-does not hold up a long queue behind it. On Linux the workers are forked:
-nothing is imported again. A task that raises for one item gives that item an
-error result (``on_error``) and the other items stand. On Ctrl-C the workers,
-which ignore SIGINT, are told to stop and finish only the item in hand while
-the caller cancels the rest, then KeyboardInterrupt reaches the caller: no hung
-workers, and no traceback from each of them.
+A ``WorkerPool`` serves every round of one run: its workers start once (forked
+on Linux: nothing is imported again) and each round sends them its task and
+shared state once. Each worker is a one-process executor, so the pool knows
+which worker ran an item and a later round can send the item back to it
+(``prefer``): the worker may still hold what it built for the item, such as a
+parsed tree. Items travel in small chunks handed to whichever worker is free,
+so a slow file does not hold up a long queue behind it, and a worker with
+nothing of its own left takes the others' items. A task that raises for one
+item gives that item an error result (``on_error``) and the other items
+stand; a worker that dies fails the chunk in hand and the others go on. On
+Ctrl-C the workers, which ignore SIGINT, are told to stop and finish only the
+item in hand while the caller cancels the rest, then KeyboardInterrupt reaches
+the caller: no hung workers, and no traceback from each of them.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ import os
 import signal
 import sys
 import traceback
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Generic, TypeVar
 
 Item = TypeVar("Item")
@@ -31,6 +38,8 @@ MIN_ITEMS_PER_WORKER = 10
 # with a worker that dies.
 CHUNKS_PER_WORKER = 4
 MAX_CHUNK = 16
+# Chunks a worker holds at once: the next one is queued while it runs the first.
+CHUNKS_IN_FLIGHT = 2
 
 
 def available_cores() -> int:
@@ -61,27 +70,8 @@ class TaskRunner(Generic[Shared, Item, Result]):
 
     def run(self, items: Sequence[Item], jobs: int) -> list[Result]:
         """The results of ``items``, in their order, whatever the scheduling."""
-        workers = worker_count(jobs, len(items))
-        if workers == 1:
-            return self.run_here(items)
-        size = min(MAX_CHUNK, -(-len(items) // (workers * CHUNKS_PER_WORKER)))  # ceiling
-        chunks = [items[i : i + size] for i in range(0, len(items), size)]
-        context = _context()
-        stop = context.Event()
-        with ProcessPoolExecutor(
-            workers, context, initializer=_start_worker, initargs=(self, stop)
-        ) as executor:
-            try:
-                futures = [executor.submit(_run_chunk, chunk) for chunk in chunks]
-                return [
-                    result
-                    for chunk, future in zip(chunks, futures, strict=True)
-                    for result in self._chunk_results(chunk, future)
-                ]
-            except BaseException:  # Ctrl-C above all: drop the work not done yet
-                stop.set()
-                executor.shutdown(wait=True, cancel_futures=True)
-                raise
+        with WorkerPool(jobs) as pool:
+            return pool.run(self, items).results
 
     def run_here(self, items: Sequence[Item]) -> list[Result]:
         """The results of ``items``, computed in this process."""
@@ -93,12 +83,157 @@ class TaskRunner(Generic[Shared, Item, Result]):
                 results.append(self.on_error(item, traceback.format_exc()))
         return results
 
-    def _chunk_results(self, chunk: Sequence[Item], future: Future[Any]) -> list[Result]:
+
+class Round(Generic[Result]):
+    """The results of one ``WorkerPool.run``, and which worker ran each item
+    (None: this process, or no worker finished it)."""
+
+    def __init__(self, size: int) -> None:
+        self.results: list[Result] = [None] * size  # type: ignore[list-item]
+        self.workers: list[int | None] = [None] * size
+
+
+class WorkerPool:
+    """Workers for the rounds of one run. The first round with enough items to
+    keep two busy starts them: ``jobs`` (0: one per core), no more than its items
+    keep busy. Until then rounds run in this process."""
+
+    def __init__(self, jobs: int) -> None:
+        self.jobs = jobs
+        self._executors: list[ProcessPoolExecutor] = []
+        self._dead: set[int] = set()
+        self._stop: Any = None  # a multiprocessing Event: the parent was interrupted
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for executor in self._executors:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    def run(
+        self,
+        runner: TaskRunner[Any, Any, Result],
+        items: Sequence[Any],
+        prefer: Sequence[int | None] | None = None,
+    ) -> Round[Result]:
+        """Run ``runner`` over ``items``; ``prefer[i]`` names the worker that
+        should run item i (as ``Round.workers`` of an earlier round said)."""
+        if not self._executors and worker_count(self.jobs, len(items)) > 1:
+            self._start(worker_count(self.jobs, len(items)))
+        done: Round[Result] = Round(len(items))
+        live = [w for w in range(len(self._executors)) if w not in self._dead]
+        if not live:
+            done.results = runner.run_here(items)
+            return done
+        try:
+            self._schedule(runner, items, prefer or [None] * len(items), live, done)
+        except BaseException:  # Ctrl-C above all: drop the work not done yet
+            self._stop.set()
+            self.__exit__()
+            raise
+        return done
+
+    def _start(self, workers: int) -> None:
+        context = _context()
+        self._stop = context.Event()
+        self._executors = [
+            ProcessPoolExecutor(1, context, initializer=_start_worker, initargs=(self._stop,))
+            for _ in range(workers)
+        ]
+
+    def _schedule(
+        self,
+        runner: TaskRunner[Any, Any, Result],
+        items: Sequence[Any],
+        prefer: Sequence[int | None],
+        live: list[int],
+        done: Round[Result],
+    ) -> None:
+        size = min(MAX_CHUNK, max(1, -(-len(items) // (len(live) * CHUNKS_PER_WORKER))))
+        queues = _Queues(prefer, live, size)
+        running: dict[Future[Any], tuple[int, list[int]]] = {}
+        for worker in live:
+            self._submit(worker, _set_runner, runner)  # runs before its chunks
+        while True:
+            for worker in live:  # keep every live worker's hands full
+                held = sum(1 for w, _ in running.values() if w == worker)
+                for _ in range(CHUNKS_IN_FLIGHT - held):
+                    chunk = queues.next_chunk(worker) if worker not in self._dead else []
+                    if not chunk:
+                        break
+                    future = self._submit(worker, _run_chunk, [items[i] for i in chunk])
+                    if future is None:  # it has just died
+                        queues.give_back(chunk)
+                        break
+                    running[future] = worker, chunk
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                worker, chunk = running.pop(future)
+                results = self._chunk_results(runner, [items[i] for i in chunk], future, worker)
+                # Shorter than the chunk only when the run is being interrupted.
+                for index, result in zip(chunk, results, strict=False):
+                    done.results[index] = result
+                    done.workers[index] = None if worker in self._dead else worker
+        for index in queues.left_over():  # every worker died
+            done.results[index] = runner.on_error(items[index], "no worker process left")
+
+    def _submit(
+        self, worker: int, function: Callable[..., Any], argument: Any
+    ) -> Future[Any] | None:
+        """``function(argument)`` in ``worker``; None if the worker has died."""
+        if worker in self._dead:
+            return None
+        try:
+            return self._executors[worker].submit(function, argument)
+        except BrokenProcessPool:
+            self._dead.add(worker)
+            return None
+
+    def _chunk_results(
+        self,
+        runner: TaskRunner[Any, Any, Result],
+        chunk: list[Any],
+        future: Future[Any],
+        worker: int,
+    ) -> list[Result]:
         try:
             return future.result()
         except Exception as error:  # the worker died, or a result would not pickle
+            if isinstance(error, BrokenProcessPool):
+                self._dead.add(worker)
             reason = "".join(traceback.format_exception_only(type(error), error))
-            return [self.on_error(item, f"in a worker process: {reason}") for item in chunk]
+            return [runner.on_error(item, f"in a worker process: {reason}") for item in chunk]
+
+
+class _Queues:
+    """Which items each worker runs next: its own (preferred) items first, then
+    items nobody prefers, then the items of the worker with the most left."""
+
+    def __init__(self, prefer: Sequence[int | None], live: list[int], size: int) -> None:
+        self.size = size
+        self.own: dict[int, deque[int]] = {worker: deque() for worker in live}
+        self.anyone: deque[int] = deque()
+        for index, worker in enumerate(prefer):
+            self.own.get(worker, self.anyone).append(index)  # type: ignore[arg-type]
+
+    def next_chunk(self, worker: int) -> list[int]:
+        for queue in (self.own.get(worker), self.anyone, self._longest()):
+            if queue:
+                return [queue.popleft() for _ in range(min(self.size, len(queue)))]
+        return []
+
+    def _longest(self) -> deque[int]:
+        return max(self.own.values(), key=len, default=deque())
+
+    def give_back(self, chunk: list[int]) -> None:
+        """Items a worker could not take: anyone's again."""
+        self.anyone.extendleft(reversed(chunk))
+
+    def left_over(self) -> list[int]:
+        return [i for queue in (self.anyone, *self.own.values()) for i in queue]
 
 
 def _context() -> Any:
@@ -109,15 +244,20 @@ def _context() -> Any:
     return multiprocessing.get_context()
 
 
-# Set once in each worker by the pool's initializer.
+# Set in each worker: by the pool's initializer, then by each round.
 _runner: TaskRunner[Any, Any, Any]
-_stop: Any  # a multiprocessing Event: the parent was interrupted
+_stop: Any
 
 
-def _start_worker(runner: TaskRunner[Any, Any, Any], stop: Any) -> None:
-    global _runner, _stop
+def _start_worker(stop: Any) -> None:
+    global _stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
-    _runner, _stop = runner, stop
+    _stop = stop
+
+
+def _set_runner(runner: TaskRunner[Any, Any, Any]) -> None:
+    global _runner
+    _runner = runner
 
 
 def _run_chunk(items: Sequence[Any]) -> list[Any]:

@@ -1,5 +1,6 @@
 """Worker processes: results in item order, one item's crash recorded for it alone,
-small runs in-process, Ctrl-C ends the run cleanly, and --jobs 2 prints exactly
+small runs in-process, workers kept across rounds with items sent back to the
+worker that ran them, Ctrl-C ends the run cleanly, and --jobs 2 prints exactly
 what --jobs 1 prints."""
 
 from __future__ import annotations
@@ -19,7 +20,14 @@ from bnlint import engine
 from bnlint.cli import main
 from bnlint.config import Config
 from bnlint.engine import lint_files
-from bnlint.parallel import MIN_ITEMS_PER_WORKER, TaskRunner, available_cores, worker_count
+from bnlint.parallel import (
+    MIN_ITEMS_PER_WORKER,
+    TaskRunner,
+    WorkerPool,
+    _Queues,
+    available_cores,
+    worker_count,
+)
 from tests.conftest import BAD_MODEL
 
 ITEMS = list(range(60))
@@ -83,6 +91,34 @@ def test_jobs_0_means_one_worker_per_core_for_a_big_run() -> None:
     assert worker_count(3, 1000) == 3
     assert worker_count(8, SMALL_RUN - 1) == 1
     assert worker_count(8, 3 * MIN_ITEMS_PER_WORKER) == 3  # no idle workers
+
+
+def test_later_rounds_reuse_the_workers_and_their_items_go_back_to_them() -> None:
+    runner = TaskRunner(square_slowly, 0.001, record_error)
+    with WorkerPool(jobs=2) as pool:
+        first = pool.run(runner, ITEMS)
+        pids = {worker: pid for (_, pid), worker in zip(first.results, first.workers, strict=True)}
+        assert sorted(pids) == [0, 1] and os.getpid() not in pids.values()
+        again = pool.run(runner, ITEMS[:5], prefer=first.workers[:5])  # a round too small to fork
+        assert [value for value, _ in again.results] == [item * item for item in ITEMS[:5]]
+        assert {pid for _, pid in again.results} <= set(pids.values())  # no new processes
+        for (_, pid), worker in zip(again.results, again.workers, strict=True):
+            assert worker is not None and pids[worker] == pid
+
+
+def test_a_worker_runs_its_own_items_then_anyones_then_takes_from_the_busiest() -> None:
+    queues = _Queues([0, 1, None, 1, 1, 1, None], live=[0, 1], size=2)
+    assert queues.next_chunk(0) == [0]  # its own
+    assert queues.next_chunk(0) == [2, 6]  # nobody's
+    assert queues.next_chunk(0) == [1, 3]  # worker 1 has the most left
+    assert queues.next_chunk(1) == [4, 5]
+    assert queues.next_chunk(1) == [] and queues.left_over() == []
+
+
+def test_items_of_a_dead_worker_go_to_the_live_ones() -> None:
+    queues = _Queues([0, 0, 0, 2], live=[1], size=2)  # workers 0 and 2 died
+    assert queues.next_chunk(1) == [0, 1]
+    assert queues.next_chunk(1) == [2, 3]
 
 
 INTERRUPTED_RUN = textwrap.dedent(

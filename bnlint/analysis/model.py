@@ -18,7 +18,7 @@ import libcst as cst
 
 from bnlint.analysis.frameworks import is_framework_module_base
 from bnlint.analysis.names import ImportTable, dotted_name
-from bnlint.analysis.positions import Positions
+from bnlint.analysis.positions import Positions, SourceOrder
 from bnlint.analysis.project import is_outside_project
 from bnlint.analysis.walk import children
 from bnlint.source import line_starts
@@ -122,6 +122,7 @@ class SemanticModel:
         self.for_loops: list[StatementSite] = []
         self.loops: list[StatementSite] = []  # for, while and comprehensions
         self.positions = Positions(module)
+        self.order = SourceOrder(module)
         self._collect()
 
     # -- building -----------------------------------------------------------

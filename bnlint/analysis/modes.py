@@ -602,10 +602,6 @@ class ModeAnalysis:
         assert flow.scope is not None
         return self._qualified(flow.scope)
 
-    def line_of(self, node: cst.CSTNode) -> int:
-        """Only for nodes that become findings: positions cost a pass over the file."""
-        return self.model.positions[node].start.line
-
     # -- what rules ask -------------------------------------------------------------
 
     def all_flows(self) -> list[FunctionFlow]:
@@ -801,7 +797,7 @@ class ModeAnalysis:
                 switch.mode is Mode.EVAL
                 and visit.node in switch.loops
                 and visit.entry.canonical(switch.key) == canonical
-            ) and (found is None or self.line_of(switch.node) >= self.line_of(found)):
+            ) and (found is None or self._runs_after(flow, switch.node, found)):
                 found = switch.node
         return found
 
@@ -831,9 +827,8 @@ class ModeAnalysis:
     ) -> bool:
         """Does a training step run after ``statement``: later in the function,
         or anywhere in a loop around it?"""
-        end = self.model.positions[statement].end.line
         return any(
-            set(step.loops) & set(loops) or self.line_of(step.node) > end
+            set(step.loops) & set(loops) or self._runs_after(flow, step.node, statement)
             for step in flow.events.steps.values()
         )
 
@@ -843,14 +838,18 @@ class ModeAnalysis:
         """Is ``key`` trained in the mode it has here, after ``statement``: later
         in the function or anywhere in a loop around it? (A helper that calls
         ``model.train()`` itself before training does not count.)"""
-        end = self.model.positions[statement].end.line
         root = key.split(".", 1)[0]
         for use in self.training_uses(flow):
             if use.key.split(".", 1)[0] != root:
                 continue
-            if set(use.loops) & set(loops) or self.line_of(use.node) > end:
+            if set(use.loops) & set(loops) or self._runs_after(flow, use.node, statement):
                 return True
         return False
+
+    def _runs_after(self, flow: FunctionFlow, node: cst.CSTNode, statement: cst.CSTNode) -> bool:
+        """Is ``node`` later in ``flow``'s function than ``statement``?"""
+        function = flow.scope.node if flow.scope is not None else None
+        return self.model.order.starts_after(node, statement, function)
 
     # -- facts for the project index ------------------------------------------------
 

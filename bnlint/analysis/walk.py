@@ -37,6 +37,25 @@ _SKIPPED_FIELDS = frozenset(
     }
 )
 
+# Where a node's fields are not declared in source order.
+_SOURCE_ORDER: dict[type, tuple[str, ...]] = {
+    cst.FunctionDef: ("decorators", "name", "type_parameters", "params", "returns", "body"),
+    cst.ClassDef: ("decorators", "name", "type_parameters", "bases", "keywords", "body"),
+    cst.IfExp: ("body", "test", "orelse"),
+    cst.ExceptHandler: ("type", "name", "body"),
+    cst.ExceptStarHandler: ("type", "name", "body"),
+    cst.MatchCase: ("pattern", "guard", "body"),
+    cst.Arg: ("keyword", "value"),
+    cst.ImportFrom: ("relative", "module", "names"),
+    cst.Parameters: (
+        "posonly_params",
+        "posonly_ind",
+        "params",
+        "star_arg",
+        "kwonly_params",
+        "star_kwarg",
+    ),
+}
 _child_fields: dict[type, tuple[str, ...]] = {}
 # isinstance against CSTNode goes through ABCMeta, which is slow in this hot
 # loop; remember per concrete class whether it is a node.
@@ -46,10 +65,12 @@ _is_node: dict[type, bool] = {}
 def _fields_of(node_type: type) -> tuple[str, ...]:
     names = _child_fields.get(node_type)
     if names is None:
+        declared = [f.name for f in dataclasses.fields(node_type)]
+        ordered = [name for name in _SOURCE_ORDER.get(node_type, ()) if name in declared]
         names = tuple(
-            f.name
-            for f in dataclasses.fields(node_type)
-            if f.name not in _SKIPPED_FIELDS and not f.name.startswith("whitespace")
+            name
+            for name in (*ordered, *(n for n in declared if n not in ordered))
+            if name not in _SKIPPED_FIELDS and not name.startswith("whitespace")
         )
         _child_fields[node_type] = names
     return names

@@ -170,10 +170,10 @@ def _after_freeze(
     Elsewhere: the freeze is in ``__init__``, a setup function or the module body."""
     if freeze.scope is not scope:
         return freeze.scope is None or bool(_SETUP_FUNCTION.search(freeze.scope.name.lower()))
-    if _line(model, freeze.call) >= _line(model, call):
+    if not model.order.starts_after(call, freeze.call, _node(scope)):
         return False
     return not any(
-        _contains(model, loop, freeze.call) for loop in _loops_around(model, call, scope)
+        _contains(model, loop, freeze.call, scope) for loop in _loops_around(model, call, scope)
     )
 
 
@@ -197,14 +197,13 @@ def _reapplied(
     the function that holds it, or a helper named for freezing BatchNorm, later in
     the function or in a loop around the call?"""
     again = {f.call for f in freezes if f.scope is scope and f.key == respelled}
-    line = _line(model, call)
     loops = _loops_around(model, call, scope)
     for site in model.calls:
         if site.function is not scope or site.node is call:
             continue
         if not (
-            _line(model, site.node) > line
-            or any(_contains(model, loop, site.node) for loop in loops)
+            model.order.starts_after(site.node, call, _node(scope))
+            or any(_contains(model, loop, site.node, scope) for loop in loops)
         ):
             continue
         if site.node is freeze.call or _runs_freeze(model, site.node, freeze):
@@ -238,20 +237,18 @@ def _loops_around(
         for site in model.loops
         if site.function is scope
         and isinstance(site.node, cst.For | cst.While)
-        and _contains(model, site.node, node)
+        and _contains(model, site.node, node, scope)
     ]
 
 
-def _contains(model: SemanticModel, outer: cst.CSTNode, inner: cst.CSTNode) -> bool:
-    a, b = model.positions[outer], model.positions[inner]
-    return (a.start.line, a.start.column) <= (b.start.line, b.start.column) and (
-        b.end.line,
-        b.end.column,
-    ) <= (a.end.line, a.end.column)
+def _contains(
+    model: SemanticModel, outer: cst.CSTNode, inner: cst.CSTNode, scope: FunctionInfo | None
+) -> bool:
+    return model.order.contains(outer, inner, _node(scope))
 
 
-def _line(model: SemanticModel, node: cst.CSTNode) -> int:
-    return model.positions[node].start.line
+def _node(scope: FunctionInfo | None) -> cst.FunctionDef | None:
+    return scope.node if scope is not None else None
 
 
 def _finding(
