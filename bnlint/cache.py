@@ -14,6 +14,11 @@ is unchanged the entry is used as it is, otherwise the file is read and
 hashed. A file modified in the last two seconds gets no signature, because a
 second change within the same timestamp tick would not show in its mtime.
 
+A run over the same files also leaves one *run entry*: every file's stat
+signature and final diagnostics. When no signature has changed, the next run
+over those files reads that entry alone: no per-file entries, no project
+index. Any changed, new or recent file, and it is not used.
+
 Entries are written to a temporary file and renamed, so a reader sees a whole
 old entry or a whole new one, and carry a checksum of their body: anything
 unreadable, truncated or malformed is a miss, never an error.
@@ -29,6 +34,7 @@ import secrets
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -53,6 +59,7 @@ _DIGEST_LENGTH = 64  # hex sha256
 _RECENT_NS = 2_000_000_000
 
 Signature = tuple[int, int, int, int]
+RUN_ENTRY_PREFIX = "run-"  # per-file entries are named by a bare hash
 
 
 class Uncacheable(Exception):
@@ -124,7 +131,7 @@ class ResultCache:
         carries the stored one and the file's project facts: the caller checks
         them against the project index."""
         slot = Slot(self._slot_name(path, package), _signature(path), dependencies or "")
-        entry = self._read(slot.name)
+        entry = self._read(slot.name, _is_entry)
         if entry is None or dependencies not in (None, entry["dependencies"]):
             return None, slot
         if slot.signature is None or entry["signature"] != list(slot.signature):
@@ -142,6 +149,47 @@ class ResultCache:
             return [decode_diagnostic(item) for item in entry["diagnostics"]], slot
         except (KeyError, TypeError, ValueError):
             return None, slot
+
+    def lookup_run(
+        self, files: list[Path], packages: list[str | None]
+    ) -> list[list[Diagnostic]] | None:
+        """Each file's diagnostics from the last run over exactly ``files``, if no
+        file has changed since (by its stat signature); else None."""
+        entry = self._read(self._run_name(files, packages), _is_run_entry)
+        if entry is None or len(entry["signatures"]) != len(files):
+            return None
+        for path, stored in zip(files, entry["signatures"], strict=True):
+            signature = _signature(path)
+            if signature is None or list(signature) != stored:
+                return None
+        found: list[list[Diagnostic]] = [[] for _ in files]
+        try:
+            for index, encoded in entry["diagnostics"]:
+                found[index] = [decode_diagnostic(item) for item in encoded]
+        except (KeyError, TypeError, ValueError, IndexError):
+            return None
+        return found
+
+    def store_run(
+        self,
+        files: list[Path],
+        packages: list[str | None],
+        signatures: list[Signature | None],
+        diagnostics: list[list[Diagnostic]],
+    ) -> None:
+        """Record a run's final result; not if a file's signature cannot be trusted."""
+        if None in signatures:
+            return
+        try:
+            encoded = [
+                [index, [encode_diagnostic(d) for d in found]]
+                for index, found in enumerate(diagnostics)
+                if found
+            ]
+        except Uncacheable:
+            return
+        entry = {"signatures": [list(s) for s in signatures if s], "diagnostics": encoded}
+        self._write(self._run_name(files, packages), entry)
 
     def store(self, slot: Slot, source: SourceFile, diagnostics: list[Diagnostic]) -> None:
         """Record ``diagnostics`` as the result of ``source`` (the text read after
@@ -166,7 +214,14 @@ class ResultCache:
             self._namespace + b"\0" + where.encode("utf-8", "surrogatepass")
         ).hexdigest()
 
-    def _read(self, name: str) -> dict[str, Any] | None:
+    def _run_name(self, files: list[Path], packages: list[str | None]) -> str:
+        # The shown paths, and the folder they are relative to.
+        digest = hashlib.sha256(self._namespace + b"\0" + os.fsencode(self._cwd))
+        for path, package in zip(files, packages, strict=True):
+            digest.update(f"\0{path}\0{package or ''}".encode("utf-8", "surrogatepass"))
+        return f"{RUN_ENTRY_PREFIX}{digest.hexdigest()}"
+
+    def _read(self, name: str, valid: Callable[[Any], bool]) -> dict[str, Any] | None:
         try:
             with open(os.path.join(self._folder, name), "rb") as entry:
                 data = entry.read()
@@ -184,7 +239,7 @@ class ResultCache:
             entry = json.loads(body)
         except ValueError:
             return None
-        return entry if _is_entry(entry) else None
+        return entry if valid(entry) else None
 
     def _write(self, name: str, entry: dict[str, Any]) -> None:
         body = json.dumps(entry, separators=(",", ":")).encode()
@@ -226,6 +281,14 @@ def _build_fingerprint() -> str:
         stat = module.stat()
         parts.append(f"{module}:{stat.st_size}:{stat.st_mtime_ns}")
     return hashlib.sha256("\n".join(parts).encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _is_run_entry(entry: Any) -> bool:
+    return (
+        isinstance(entry, dict)
+        and isinstance(entry.get("signatures"), list)
+        and isinstance(entry.get("diagnostics"), list)
+    )
 
 
 def _is_entry(entry: Any) -> bool:

@@ -186,7 +186,8 @@ def _check_files(files: list[Path], config: Config, options: CheckOptions) -> in
     cache = None
     if not options.no_cache:
         cache = open_cache(options.cache_dir or default_cache_dir(config), config)
-    results = lint_files(files, config, options.jobs, cache)
+    fixing = options.fix or options.diff
+    results = lint_files(files, config, options.jobs, cache, fixing)
     crashed = [r for r in results if r.internal_error]
     for result in crashed:
         click.echo(f"bnlint: internal error while linting {result.path} (please report):", err=True)

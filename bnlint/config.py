@@ -91,16 +91,17 @@ class Config:
         except ValueError:
             return Path(path).as_posix()
 
-    def is_excluded(self, path: Path) -> bool:
+    def is_excluded(self, path: str | Path) -> bool:
         """Discovery tests each directory on the way down, so a pattern without
         ``/`` only needs to match the last component (like .gitignore)."""
+        name = os.path.basename(path)
         name_patterns, path_patterns = _split_patterns(self.exclude + self.extend_exclude)
-        if name_patterns.match(os.path.normcase(path.name)):
+        if name_patterns.match(os.path.normcase(name)):
             return True
         if not path_patterns:
             return False  # no path to resolve: most of discovery's time otherwise
-        relative = self.relative(str(path))
-        return any(_glob_match(relative, p, path.name) for p in path_patterns)
+        relative = self.relative(os.fspath(path))
+        return any(_glob_match(relative, p, name) for p in path_patterns)
 
     def fingerprint(self) -> str:
         """A stable text of everything that changes results, for the cache key."""

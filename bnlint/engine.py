@@ -129,29 +129,75 @@ def _skip_validation(node: cst.CSTNode) -> None:
 
 
 def lint_files(
-    files: list[Path], config: Config, jobs: int = 1, cache: ResultCache | None = None
+    files: list[Path],
+    config: Config,
+    jobs: int = 1,
+    cache: ResultCache | None = None,
+    fixing: bool = False,
 ) -> list[FileResult]:
     """Lint ``files`` (from ``discovery.discover``), results in the same order.
     Unchanged files come from ``cache``; the others are linted in ``jobs`` worker
     processes (0: one per core; small runs stay in this process). One file's
-    crash is recorded in its result and does not stop the others."""
+    crash is recorded in its result and does not stop the others. ``fixing``:
+    the caller fixes, which needs each result's project index, so a cached
+    whole run (which has none) is not reused."""
+    if cache is None:
+        return _lint(files, [None] * len(files), config, jobs, None)[0]
+    packages = packages_of(files)
+    if not fixing and (reused := _reuse_run(files, packages, cache)) is not None:
+        return reused
+    results, slots = _lint(files, packages, config, jobs, cache)
+    if not any(r.internal_error for r in results):
+        signatures = [slot.signature if slot else None for slot in slots]
+        cache.store_run(files, packages, signatures, [r.diagnostics for r in results])
+    return results
+
+
+def _reuse_run(
+    files: list[Path], packages: list[str | None], cache: ResultCache
+) -> list[FileResult] | None:
+    """The results of the last run over the same files, if none has changed."""
+    previous = cache.lookup_run(files, packages)
+    if previous is None:
+        return None
+    results = []
+    for path, diagnostics in zip(files, previous, strict=True):
+        result = _with_source(path, diagnostics)
+        if result is None:
+            return None  # a file with findings cannot be read now: lint them all
+        results.append(result)
+    return results
+
+
+def _lint(
+    files: list[Path],
+    packages: list[str | None],
+    config: Config,
+    jobs: int,
+    cache: ResultCache | None,
+) -> tuple[list[FileResult], list[Slot | None]]:
     try:
         with WorkerPool(jobs) as pool:
-            return _lint_in_rounds(files, config, pool, cache)
+            return _lint_in_rounds(files, packages, config, pool, cache)
     finally:
         _KEPT_TREES.clear()  # the rounds that in-process linting kept trees for are over
 
 
 def _lint_in_rounds(
-    files: list[Path], config: Config, pool: WorkerPool, cache: ResultCache | None
-) -> list[FileResult]:
+    files: list[Path],
+    packages: list[str | None],
+    config: Config,
+    pool: WorkerPool,
+    cache: ResultCache | None,
+) -> tuple[list[FileResult], list[Slot | None]]:
+    """Each file's result, and the cache slot it was looked up in."""
     results: dict[Path, FileResult] = {}
     slots: dict[Path, Slot | None] = {}
     tasks: list[LintTask] = []
     if cache is None:
         tasks = [LintTask(path) for path in files]
     else:
-        for path, package in zip(files, packages_of(files), strict=True):
+        for path, package in zip(files, packages, strict=True):
             # Any dependencies: ``_follow_project`` re-lints the stale ones.
             cached, slot = cache.lookup(path, package, dependencies=None)
             hit = None if cached is None else _cached_result(path, cached, slot)
@@ -165,7 +211,7 @@ def _lint_in_rounds(
     slots.update((task.path, task.slot) for task in tasks)
     workers = {task.path: worker for task, worker in zip(tasks, linted.workers, strict=True)}
     _follow_project(results, slots, config, pool, workers, cache)
-    return [results[path] for path in files]
+    return [results[path] for path in files], [slots.get(path) for path in files]
 
 
 # Rounds of re-linting with the project index: each round lets summaries pass
@@ -241,6 +287,13 @@ def _cached_result(path: Path, diagnostics: list[Diagnostic], slot: Slot) -> Fil
         facts = FileFacts.from_json(slot.facts) if slot.facts else None
     except (KeyError, TypeError, ValueError):
         return None  # an entry we cannot read fully is a miss
+    return _with_source(path, diagnostics, facts)
+
+
+def _with_source(
+    path: Path, diagnostics: list[Diagnostic], facts: FileFacts | None = None
+) -> FileResult | None:
+    """A cached result, read if it has findings (for --show-source and --fix)."""
     if not diagnostics:
         return FileResult(str(path), facts=facts)
     try:

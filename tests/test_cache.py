@@ -1,6 +1,7 @@
-"""The result cache: a warm run parses nothing and prints the same bytes; any
-change to the text, the config, bnlint or a dependency is a miss; a broken
-entry is a miss; concurrent runs share a cache safely; --fix, --no-cache, clean."""
+"""The result cache: a warm run parses nothing and prints the same bytes, and
+an unchanged run reads one entry; any change to the text, the config, bnlint or
+a dependency is a miss; a broken entry is a miss; concurrent runs share a cache
+safely; --fix, --no-cache, clean."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from bnlint import engine
 from bnlint.cache import (
     CACHE_DIR_NAME,
     CACHEDIR_TAG,
+    RUN_ENTRY_PREFIX,
+    ResultCache,
     decode_diagnostic,
     encode_diagnostic,
     open_cache,
@@ -59,8 +62,10 @@ def age(*paths: Path) -> None:
         os.utime(path, ns=(OLD, OLD))
 
 
-def entries(project: Path) -> list[Path]:
-    return sorted((project / CACHE_DIR_NAME / bnlint.__version__).iterdir())
+def entries(project: Path, runs: bool = False) -> list[Path]:
+    """The per-file entries, or with ``runs`` the whole-run ones."""
+    folder = project / CACHE_DIR_NAME / bnlint.__version__
+    return sorted(p for p in folder.iterdir() if p.name.startswith(RUN_ENTRY_PREFIX) == runs)
 
 
 def test_warm_run_parses_nothing_and_prints_the_same(project: Path, lints: list[str]) -> None:
@@ -169,13 +174,49 @@ def test_a_damaged_entry_is_a_miss_and_is_rewritten(
 ) -> None:
     age(project / "model.py")
     cold = run("model.py")
-    [entry] = entries(project)
-    intact = entry.read_bytes()
-    entry.write_bytes(damage(intact))  # type: ignore[operator]
+    [entry], [whole_run] = entries(project), entries(project, runs=True)
+    intact = {path: path.read_bytes() for path in (entry, whole_run)}
+    for path, data in intact.items():
+        path.write_bytes(damage(data))  # type: ignore[operator]
     lints.clear()
     assert run("model.py").output == cold.output
     assert lints == ["model.py", "parse"]
-    assert entry.read_bytes() == intact
+    assert {path: path.read_bytes() for path in intact} == intact
+
+
+def test_an_unchanged_run_reads_one_entry_and_a_change_reads_them_all(
+    project: Path, lints: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (project / "clean.py").write_text("import torch\n")
+    age(project / "model.py", project / "clean.py")
+    cold = run("--show-source", ".")
+    looked_up: list[Path] = []
+    real_lookup = ResultCache.lookup
+
+    def counting_lookup(self: ResultCache, path: Path, *args: object, **kwargs: object) -> object:
+        looked_up.append(path)
+        return real_lookup(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(ResultCache, "lookup", counting_lookup)
+    lints.clear()
+    assert run("--show-source", ".").output_bytes == cold.output_bytes
+    assert (lints, looked_up) == ([], [])
+    (project / "clean.py").write_text("import torch  # changed\n")
+    age(project / "clean.py")
+    assert run("--show-source", ".").output_bytes == cold.output_bytes
+    assert lints == ["clean.py"] and len(looked_up) == 2  # model.py: its own entry
+
+
+def test_a_damaged_run_entry_falls_back_to_the_file_entries(
+    project: Path, lints: list[str]
+) -> None:
+    age(project / "model.py")
+    cold = run("model.py")
+    [whole_run] = entries(project, runs=True)
+    whole_run.write_bytes(whole_run.read_bytes()[:-5])
+    lints.clear()
+    assert run("model.py").output == cold.output
+    assert lints == []
 
 
 def test_diagnostics_round_trip_exactly() -> None:
@@ -273,7 +314,9 @@ def test_two_concurrent_runs_share_one_cache(tmp_path: Path) -> None:
     outputs = [process.communicate(timeout=120) for process in runs]
     assert outputs == [(expected.stdout, b"")] * 2
     folder = tmp_path / "cache" / bnlint.__version__
-    assert len(list(folder.iterdir())) == 60  # one entry per file, no temporary files left
+    names = [path.name for path in folder.iterdir()]
+    assert len(names) == 61  # one entry per file and one for the run, no temporary files
+    assert sum(name.startswith(RUN_ENTRY_PREFIX) for name in names) == 1
     warm = subprocess.run(command, cwd=tmp_path, capture_output=True)
     assert (warm.stdout, warm.stderr) == (expected.stdout, b"")
 
