@@ -68,11 +68,6 @@ class TaskRunner(Generic[Shared, Item, Result]):
     ) -> None:
         self.task, self.shared, self.on_error = task, shared, on_error
 
-    def run(self, items: Sequence[Item], jobs: int) -> list[Result]:
-        """The results of ``items``, in their order, whatever the scheduling."""
-        with WorkerPool(jobs) as pool:
-            return pool.run(self, items).results
-
     def run_here(self, items: Sequence[Item]) -> list[Result]:
         """The results of ``items``, computed in this process."""
         results = []

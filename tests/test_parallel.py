@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -56,8 +57,14 @@ def record_error(item: int, traceback: str) -> str:
     return f"error {item}: {traceback}"
 
 
+def run_all(runner: TaskRunner[Any, Any, Any], items: list[int], jobs: int) -> list[Any]:
+    """One round over ``items`` in a pool of its own."""
+    with WorkerPool(jobs) as pool:
+        return pool.run(runner, items).results
+
+
 def test_results_come_back_in_item_order_from_several_processes() -> None:
-    results = TaskRunner(square_slowly, 0.002, record_error).run(ITEMS, jobs=2)
+    results = run_all(TaskRunner(square_slowly, 0.002, record_error), ITEMS, jobs=2)
     assert [value for value, _ in results] == [item * item for item in ITEMS]
     assert os.getpid() not in {pid for _, pid in results}
     assert len({pid for _, pid in results}) == 2
@@ -65,14 +72,14 @@ def test_results_come_back_in_item_order_from_several_processes() -> None:
 
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_an_exception_is_recorded_for_its_item_alone(jobs: int) -> None:
-    results = TaskRunner(fail_on_seven, None, record_error).run(ITEMS, jobs)
+    results = run_all(TaskRunner(fail_on_seven, None, record_error), ITEMS, jobs)
     assert results[7].startswith("error 7: Traceback")
     assert "ValueError: seven is broken" in results[7]
     assert [r for i, r in enumerate(results) if i != 7] == [f"ok {i}" for i in ITEMS if i != 7]
 
 
 def test_a_dead_worker_fails_its_items_without_hanging() -> None:
-    results = TaskRunner(die_on_seven, None, record_error).run(ITEMS, jobs=2)
+    results = run_all(TaskRunner(die_on_seven, None, record_error), ITEMS, jobs=2)
     assert len(results) == len(ITEMS)
     assert results[7].startswith("error 7: in a worker process:")
     assert "BrokenProcessPool" in results[7]
@@ -82,7 +89,7 @@ def test_a_dead_worker_fails_its_items_without_hanging() -> None:
 def test_small_runs_and_jobs_1_stay_in_this_process() -> None:
     few = ITEMS[: SMALL_RUN - 1]
     for items, jobs in ((few, 2), (ITEMS, 1)):
-        results = TaskRunner(square_slowly, 0.0, record_error).run(items, jobs)
+        results = run_all(TaskRunner(square_slowly, 0.0, record_error), items, jobs)
         assert {pid for _, pid in results} == {os.getpid()}
 
 
@@ -125,11 +132,11 @@ INTERRUPTED_RUN = textwrap.dedent(
     """\
     import sys
     from bnlint.parallel import TaskRunner
-    from tests.test_parallel import record_error, square_slowly
+    from tests.test_parallel import record_error, run_all, square_slowly
 
     print("started", flush=True)
     try:
-        TaskRunner(square_slowly, 0.5, record_error).run(list(range(400)), jobs=2)
+        run_all(TaskRunner(square_slowly, 0.5, record_error), list(range(400)), jobs=2)
     except KeyboardInterrupt:
         sys.exit(130)
     sys.exit(0)
