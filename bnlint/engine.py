@@ -19,6 +19,7 @@ import libcst as cst
 from bnlint.analysis.model import SemanticModel
 from bnlint.analysis.project import FileFacts, ProjectIndex
 from bnlint.cache import ResultCache, Slot
+from bnlint.collector import collected_after
 from bnlint.config import Config
 from bnlint.diagnostic import Diagnostic, Edit, Fix, Severity
 from bnlint.noqa import NoqaMap, has_skip_file
@@ -70,6 +71,19 @@ def lint_source_with_facts(
     """``lint_source``, and what the file tells the project index (None when the
     mode analysis did not run on it). ``trees`` keeps the tree of a file that
     a project round may re-lint, and gives it back then."""
+    with collected_after():
+        return _lint_source(source, path, config, package, noqa, project, trees)
+
+
+def _lint_source(
+    source: str,
+    path: str,
+    config: Config,
+    package: str | None,
+    noqa: bool,
+    project: ProjectIndex | None,
+    trees: KeptTrees | None,
+) -> tuple[list[Diagnostic], FileFacts | None]:
     if has_skip_file(source):
         return [], None
     rules = _rules_for(source, path, config)
@@ -206,7 +220,8 @@ def _lint_in_rounds(
             else:
                 results[path] = hit
                 slots[path] = slot
-    linted = pool.run(TaskRunner(_lint_task, (config, cache, None), _crashed), tasks)
+    runner = TaskRunner(_lint_task, (config, cache, None), _crashed)
+    linted = pool.run(runner, tasks, costs=_sizes(tasks))
     results.update((task.path, result) for task, result in zip(tasks, linted.results, strict=True))
     slots.update((task.path, task.slot) for task in tasks)
     workers = {task.path: worker for task, worker in zip(tasks, linted.workers, strict=True)}
@@ -231,17 +246,20 @@ def _follow_project(
     need and do, with the project index built from every file's facts, until
     no file's dependencies change (bounded). Each goes back to the worker that
     linted it (``workers``), which may still hold its tree."""
+    in_order = sorted(results)  # the index must not depend on which file finished first
     for _ in range(MAX_PROJECT_ROUNDS):
-        project = ProjectIndex(r.facts for r in results.values() if r.facts is not None)
+        facts = (results[path].facts for path in in_order)
+        project = ProjectIndex(f for f in facts if f is not None)
         stale = [
             LintTask(path, slots.get(path))
-            for path, result in results.items()
-            if result.facts is not None and project.is_stale(result.facts)
+            for path in in_order
+            if (f := results[path].facts) is not None and project.is_stale(f)
         ]
         if not stale:
             break
         runner = TaskRunner(_lint_task, (config, cache, project), _crashed)
-        linted = pool.run(runner, stale, [workers.get(task.path) for task in stale]).results
+        prefer = [workers.get(task.path) for task in stale]
+        linted = pool.run(runner, stale, prefer, _sizes(stale)).results
         results.update((task.path, result) for task, result in zip(stale, linted, strict=True))
     for result in results.values():
         if result.facts is not None and result.facts.fingerprint:
@@ -252,6 +270,17 @@ def _follow_project(
 class LintTask:
     path: Path
     slot: Slot | None = None  # where the result goes in the cache
+
+
+def _sizes(tasks: list[LintTask]) -> list[int]:
+    """Each file's size: its lint takes time roughly in proportion."""
+    sizes = []
+    for task in tasks:
+        try:
+            sizes.append(os.stat(task.path).st_size)
+        except OSError:
+            sizes.append(0)  # reading it will say what is wrong
+    return sizes
 
 
 # The trees this process keeps for the project rounds of the run in hand.

@@ -5,7 +5,7 @@ on Linux: nothing is imported again) and each round sends them its task and
 shared state once. Each worker is a one-process executor, so the pool knows
 which worker ran an item and a later round can send the item back to it
 (``prefer``): the worker may still hold what it built for the item, such as a
-parsed tree. Items travel in small chunks handed to whichever worker is free,
+parsed tree. Items travel in chunks that shrink as a round ends, handed to whichever worker is free,
 so a slow file does not hold up a long queue behind it, and a worker with
 nothing of its own left takes the others' items. A task that raises for one
 item gives that item an error result (``on_error``) and the other items
@@ -34,8 +34,9 @@ Result = TypeVar("Result")
 
 # A worker is worth starting for this many items (fewer than twice this: no workers).
 MIN_ITEMS_PER_WORKER = 10
-# Several chunks per worker balance uneven files; a cap bounds the work lost
-# with a worker that dies.
+# A chunk costs about this share of a worker's part of the work left, so chunks
+# shrink as a round ends and the workers finish together. A cap bounds the
+# work lost with a worker that dies.
 CHUNKS_PER_WORKER = 4
 MAX_CHUNK = 16
 # Chunks a worker holds at once: the next one is queued while it runs the first.
@@ -111,9 +112,12 @@ class WorkerPool:
         runner: TaskRunner[Any, Any, Result],
         items: Sequence[Any],
         prefer: Sequence[int | None] | None = None,
+        costs: Sequence[int] | None = None,
     ) -> Round[Result]:
         """Run ``runner`` over ``items``; ``prefer[i]`` names the worker that
-        should run item i (as ``Round.workers`` of an earlier round said)."""
+        should run item i (as ``Round.workers`` of an earlier round said).
+        ``costs[i]`` says how long item i takes compared with the others: the
+        costliest start first, so the round ends on cheap ones."""
         if not self._executors and worker_count(self.jobs, len(items)) > 1:
             self._start(worker_count(self.jobs, len(items)))
         done: Round[Result] = Round(len(items))
@@ -122,7 +126,8 @@ class WorkerPool:
             done.results = runner.run_here(items)
             return done
         try:
-            self._schedule(runner, items, prefer or [None] * len(items), live, done)
+            queues = _Queues(prefer or [None] * len(items), live, costs or [1] * len(items))
+            self._schedule(runner, items, queues, live, done)
         except BaseException:  # Ctrl-C above all: drop the work not done yet
             self._stop.set()
             self.__exit__()
@@ -141,12 +146,10 @@ class WorkerPool:
         self,
         runner: TaskRunner[Any, Any, Result],
         items: Sequence[Any],
-        prefer: Sequence[int | None],
+        queues: _Queues,
         live: list[int],
         done: Round[Result],
     ) -> None:
-        size = min(MAX_CHUNK, max(1, -(-len(items) // (len(live) * CHUNKS_PER_WORKER))))
-        queues = _Queues(prefer, live, size)
         running: dict[Future[Any], tuple[int, list[int]]] = {}
         for worker in live:
             self._submit(worker, _set_runner, runner)  # runs before its chunks
@@ -205,19 +208,31 @@ class WorkerPool:
 
 class _Queues:
     """Which items each worker runs next: its own (preferred) items first, then
-    items nobody prefers, then the items of the worker with the most left."""
+    items nobody prefers, then the items of the worker with the most left;
+    within each, the costliest first."""
 
-    def __init__(self, prefer: Sequence[int | None], live: list[int], size: int) -> None:
-        self.size = size
+    def __init__(self, prefer: Sequence[int | None], live: list[int], costs: Sequence[int]) -> None:
+        self.workers = len(live)
+        self.costs = costs
+        self.cost_left = sum(costs)
         self.own: dict[int, deque[int]] = {worker: deque() for worker in live}
         self.anyone: deque[int] = deque()
-        for index, worker in enumerate(prefer):
-            self.own.get(worker, self.anyone).append(index)  # type: ignore[arg-type]
+        for index in sorted(range(len(prefer)), key=lambda i: -costs[i]):  # ties: item order
+            self.own.get(prefer[index], self.anyone).append(index)  # type: ignore[arg-type]
 
     def next_chunk(self, worker: int) -> list[int]:
+        """At least one item, then more while the chunk costs no more than its
+        share of what is left."""
+        share = self.cost_left / (self.workers * CHUNKS_PER_WORKER)
         for queue in (self.own.get(worker), self.anyone, self._longest()):
             if queue:
-                return [queue.popleft() for _ in range(min(self.size, len(queue)))]
+                chunk = [queue.popleft()]
+                cost = self.costs[chunk[0]]
+                while queue and len(chunk) < MAX_CHUNK and cost + self.costs[queue[0]] <= share:
+                    cost += self.costs[queue[0]]
+                    chunk.append(queue.popleft())
+                self.cost_left -= cost
+                return chunk
         return []
 
     def _longest(self) -> deque[int]:

@@ -22,6 +22,7 @@ from bnlint.cli import main
 from bnlint.config import Config
 from bnlint.engine import lint_files
 from bnlint.parallel import (
+    MAX_CHUNK,
     MIN_ITEMS_PER_WORKER,
     TaskRunner,
     WorkerPool,
@@ -114,18 +115,38 @@ def test_later_rounds_reuse_the_workers_and_their_items_go_back_to_them() -> Non
 
 
 def test_a_worker_runs_its_own_items_then_anyones_then_takes_from_the_busiest() -> None:
-    queues = _Queues([0, 1, None, 1, 1, 1, None], live=[0, 1], size=2)
-    assert queues.next_chunk(0) == [0]  # its own
-    assert queues.next_chunk(0) == [2, 6]  # nobody's
-    assert queues.next_chunk(0) == [1, 3]  # worker 1 has the most left
-    assert queues.next_chunk(1) == [4, 5]
+    # Too few items for chunks of two.
+    queues = _Queues([0, 1, None, 1, 1, 1, None], live=[0, 1], costs=[1] * 7)
+    assert [queues.next_chunk(0) for _ in range(4)] == [[0], [2], [6], [1]]
+    assert [queues.next_chunk(1) for _ in range(3)] == [[3], [4], [5]]
     assert queues.next_chunk(1) == [] and queues.left_over() == []
 
 
 def test_items_of_a_dead_worker_go_to_the_live_ones() -> None:
-    queues = _Queues([0, 0, 0, 2], live=[1], size=2)  # workers 0 and 2 died
-    assert queues.next_chunk(1) == [0, 1]
-    assert queues.next_chunk(1) == [2, 3]
+    queues = _Queues([0, 0, 0, 2], live=[1], costs=[1] * 4)  # workers 0 and 2 died
+    assert [queues.next_chunk(1) for _ in range(5)] == [[0], [1], [2], [3], []]
+
+
+def test_chunks_shrink_as_the_items_run_out() -> None:
+    queues = _Queues([None] * 1000, live=[0, 1], costs=[1] * 1000)
+    sizes = []
+    while chunk := queues.next_chunk(0):
+        sizes.append(len(chunk))
+    assert sizes[0] == MAX_CHUNK and sum(sizes) == 1000
+    assert sizes == sorted(sizes, reverse=True) and sizes[-8:] == [1] * 8
+
+
+def test_the_costliest_items_go_first_and_alone() -> None:
+    costs = [1] * 40
+    costs[7], costs[23] = 50, 30
+    queues = _Queues([None] * len(costs), live=[0, 1], costs=costs)
+    assert queues.next_chunk(0) == [7]
+    assert queues.next_chunk(1) == [23]
+    chunks = []
+    while chunk := queues.next_chunk(0):
+        chunks.append(chunk)
+    assert len(chunks[0]) > 1 and len(chunks[-1]) == 1  # the cheap ones, in shrinking chunks
+    assert [i for chunk in chunks for i in chunk] == [i for i in range(40) if i not in (7, 23)]
 
 
 INTERRUPTED_RUN = textwrap.dedent(
