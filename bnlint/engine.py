@@ -225,7 +225,7 @@ def _lint_in_rounds(
     results.update((task.path, result) for task, result in zip(tasks, linted.results, strict=True))
     slots.update((task.path, task.slot) for task in tasks)
     workers = {task.path: worker for task, worker in zip(tasks, linted.workers, strict=True)}
-    _follow_project(results, slots, config, pool, workers, cache)
+    _follow_project(files, results, slots, config, pool, workers, cache)
     return [results[path] for path in files], [slots.get(path) for path in files]
 
 
@@ -235,6 +235,7 @@ MAX_PROJECT_ROUNDS = 3
 
 
 def _follow_project(
+    files: list[Path],
     results: dict[Path, FileResult],
     slots: dict[Path, Slot | None],
     config: Config,
@@ -245,14 +246,15 @@ def _follow_project(
     """Re-lint the files whose result depends on what other files' functions
     need and do, with the project index built from every file's facts, until
     no file's dependencies change (bounded). Each goes back to the worker that
-    linted it (``workers``), which may still hold its tree."""
-    in_order = sorted(results)  # the index must not depend on which file finished first
+    linted it (``workers``), which may still hold its tree. The index reads
+    the files in the order of ``files``, not in the order they finished."""
+    files = list(dict.fromkeys(files))  # a file named twice is one module, not two
     for _ in range(MAX_PROJECT_ROUNDS):
-        facts = (results[path].facts for path in in_order)
+        facts = (results[path].facts for path in files)
         project = ProjectIndex(f for f in facts if f is not None)
         stale = [
             LintTask(path, slots.get(path))
-            for path in in_order
+            for path in files
             if (f := results[path].facts) is not None and project.is_stale(f)
         ]
         if not stale:
