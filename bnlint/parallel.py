@@ -5,9 +5,10 @@ on Linux: nothing is imported again) and each round sends them its task and
 shared state once. Each worker is a one-process executor, so the pool knows
 which worker ran an item and a later round can send the item back to it
 (``prefer``): the worker may still hold what it built for the item, such as a
-parsed tree. Items travel in chunks that shrink as a round ends, handed to whichever worker is free,
-so a slow file does not hold up a long queue behind it, and a worker with
-nothing of its own left takes the others' items. A task that raises for one
+parsed tree. The costliest items start first and travel in chunks that
+shrink as a round ends, handed to whichever worker is free, so the workers
+finish together, and a worker with nothing of its own left takes the others'
+items. A task that raises for one
 item gives that item an error result (``on_error``) and the other items
 stand; a worker that dies fails the chunk in hand and the others go on. On
 Ctrl-C the workers, which ignore SIGINT, are told to stop and finish only the
@@ -239,8 +240,9 @@ class _Queues:
         return max(self.own.values(), key=len, default=deque())
 
     def give_back(self, chunk: list[int]) -> None:
-        """Items a worker could not take: anyone's again."""
+        """Items a worker could not take: anyone's again, and their cost still to do."""
         self.anyone.extendleft(reversed(chunk))
+        self.cost_left += sum(self.costs[i] for i in chunk)
 
     def left_over(self) -> list[int]:
         return [i for queue in (self.anyone, *self.own.values()) for i in queue]

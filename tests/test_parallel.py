@@ -127,6 +127,15 @@ def test_items_of_a_dead_worker_go_to_the_live_ones() -> None:
     assert [queues.next_chunk(1) for _ in range(5)] == [[0], [1], [2], [3], []]
 
 
+def test_items_given_back_are_run_again_and_their_cost_counts_again() -> None:
+    queues = _Queues([None] * 40, live=[0, 1], costs=[1] * 40)
+    taken = queues.next_chunk(0)
+    before = queues.cost_left
+    queues.give_back(taken)
+    assert queues.cost_left == before + len(taken)
+    assert queues.next_chunk(1) == taken
+
+
 def test_chunks_shrink_as_the_items_run_out() -> None:
     queues = _Queues([None] * 1000, live=[0, 1], costs=[1] * 1000)
     sizes = []
