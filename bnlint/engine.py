@@ -19,7 +19,7 @@ import libcst as cst
 from bnlint.analysis.model import SemanticModel
 from bnlint.analysis.project import FileFacts, ProjectIndex
 from bnlint.cache import ResultCache, Slot
-from bnlint.collector import collected_after
+from bnlint.collector import collected_after, thaw
 from bnlint.config import Config
 from bnlint.diagnostic import Diagnostic, Edit, Fix, Severity
 from bnlint.noqa import NoqaMap, has_skip_file
@@ -71,8 +71,12 @@ def lint_source_with_facts(
     """``lint_source``, and what the file tells the project index (None when the
     mode analysis did not run on it). ``trees`` keeps the tree of a file that
     a project round may re-lint, and gives it back then."""
-    with collected_after():
-        return _lint_source(source, path, config, package, noqa, project, trees)
+    with collected_after() as collection:
+        kept = len(trees) if trees is not None else 0
+        found = _lint_source(source, path, config, package, noqa, project, trees)
+        # A kept tree outlives the file, and holds no cycles to collect.
+        collection.freeze_survivors = trees is not None and len(trees) > kept
+        return found
 
 
 def _lint_source(
@@ -195,6 +199,7 @@ def _lint(
             return _lint_in_rounds(files, packages, config, pool, cache)
     finally:
         _KEPT_TREES.clear()  # the rounds that in-process linting kept trees for are over
+        thaw()
 
 
 def _lint_in_rounds(
@@ -246,7 +251,7 @@ def _follow_project(
     """Re-lint the files whose result depends on what other files' functions
     need and do, with the project index built from every file's facts, until
     no file's dependencies change (bounded). Each goes back to the worker that
-    linted it (``workers``), which may still hold its tree. The index reads
+    linted it last (``workers``), which may still hold its tree. The index reads
     the files in the order of ``files``, not in the order they finished."""
     files = list(dict.fromkeys(files))  # a file named twice is one module, not two
     for _ in range(MAX_PROJECT_ROUNDS):
@@ -261,8 +266,9 @@ def _follow_project(
             break
         runner = TaskRunner(_lint_task, (config, cache, project), _crashed)
         prefer = [workers.get(task.path) for task in stale]
-        linted = pool.run(runner, stale, prefer, _sizes(stale)).results
-        results.update((task.path, result) for task, result in zip(stale, linted, strict=True))
+        linted = pool.run(runner, stale, prefer, _sizes(stale))
+        results.update(zip((task.path for task in stale), linted.results, strict=True))
+        workers.update(zip((task.path for task in stale), linted.workers, strict=True))
     for result in results.values():
         if result.facts is not None and result.facts.fingerprint:
             result.project = project

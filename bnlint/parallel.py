@@ -7,13 +7,13 @@ which worker ran an item and a later round can send the item back to it
 (``prefer``): the worker may still hold what it built for the item, such as a
 parsed tree. The costliest items start first and travel in chunks that
 shrink as a round ends, handed to whichever worker is free, so the workers
-finish together, and a worker with nothing of its own left takes the others'
-items. A task that raises for one
-item gives that item an error result (``on_error``) and the other items
-stand; a worker that dies fails the chunk in hand and the others go on. On
-Ctrl-C the workers, which ignore SIGINT, are told to stop and finish only the
-item in hand while the caller cancels the rest, then KeyboardInterrupt reaches
-the caller: no hung workers, and no traceback from each of them.
+finish together; a worker with nothing left in hand takes the cheapest items
+of the busiest one. A task that raises for one item gives that item an error
+result (``on_error``) and the other items stand; a worker that dies fails the
+chunk in hand and the others go on. On Ctrl-C the workers, which ignore
+SIGINT, are told to stop and finish only the item in hand while the caller
+cancels the rest, then KeyboardInterrupt reaches the caller: no hung workers,
+and no traceback from each of them.
 """
 
 from __future__ import annotations
@@ -155,17 +155,12 @@ class WorkerPool:
         for worker in live:
             self._submit(worker, _set_runner, runner)  # runs before its chunks
         while True:
-            for worker in live:  # keep every live worker's hands full
-                held = sum(1 for w, _ in running.values() if w == worker)
-                for _ in range(CHUNKS_IN_FLIGHT - held):
-                    chunk = queues.next_chunk(worker) if worker not in self._dead else []
-                    if not chunk:
-                        break
-                    future = self._submit(worker, _run_chunk, [items[i] for i in chunk])
-                    if future is None:  # it has just died
-                        queues.give_back(chunk)
-                        break
-                    running[future] = worker, chunk
+            # Every worker is offered its own items before any worker steals them:
+            # an item stolen at the start of a round is parsed again for nothing.
+            for worker in live:
+                self._hand_out(worker, items, queues, running, steal=False)
+            for worker in live:
+                self._hand_out(worker, items, queues, running, steal=True)
             if not running:
                 break
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -178,6 +173,28 @@ class WorkerPool:
                     done.workers[index] = None if worker in self._dead else worker
         for index in queues.left_over():  # every worker died
             done.results[index] = runner.on_error(items[index], "no worker process left")
+
+    def _hand_out(
+        self,
+        worker: int,
+        items: Sequence[Any],
+        queues: _Queues,
+        running: dict[Future[Any], tuple[int, list[int]]],
+        steal: bool,
+    ) -> None:
+        """Fill ``worker``'s hands from its own items or anyone's; with ``steal``,
+        a worker with nothing in hand takes one chunk of the busiest worker's."""
+        held = sum(1 for w, _ in running.values() if w == worker)
+        room = int(held == 0) if steal else CHUNKS_IN_FLIGHT - held
+        for _ in range(room):
+            chunk = queues.next_chunk(worker, steal) if worker not in self._dead else []
+            if not chunk:
+                return
+            future = self._submit(worker, _run_chunk, [items[i] for i in chunk])
+            if future is None:  # it has just died
+                queues.give_back(chunk)
+                return
+            running[future] = worker, chunk
 
     def _submit(
         self, worker: int, function: Callable[..., Any], argument: Any
@@ -209,8 +226,9 @@ class WorkerPool:
 
 class _Queues:
     """Which items each worker runs next: its own (preferred) items first, then
-    items nobody prefers, then the items of the worker with the most left;
-    within each, the costliest first."""
+    items nobody prefers, costliest first; a worker that steals takes the
+    cheapest items of the worker with the most left, which cost the least to
+    redo without what their own worker kept."""
 
     def __init__(self, prefer: Sequence[int | None], live: list[int], costs: Sequence[int]) -> None:
         self.workers = len(live)
@@ -221,20 +239,25 @@ class _Queues:
         for index in sorted(range(len(prefer)), key=lambda i: -costs[i]):  # ties: item order
             self.own.get(prefer[index], self.anyone).append(index)  # type: ignore[arg-type]
 
-    def next_chunk(self, worker: int) -> list[int]:
+    def next_chunk(self, worker: int, steal: bool = True) -> list[int]:
         """At least one item, then more while the chunk costs no more than its
         share of what is left."""
-        share = self.cost_left / (self.workers * CHUNKS_PER_WORKER)
-        for queue in (self.own.get(worker), self.anyone, self._longest()):
+        for queue in (self.own.get(worker), self.anyone):
             if queue:
-                chunk = [queue.popleft()]
-                cost = self.costs[chunk[0]]
-                while queue and len(chunk) < MAX_CHUNK and cost + self.costs[queue[0]] <= share:
-                    cost += self.costs[queue[0]]
-                    chunk.append(queue.popleft())
-                self.cost_left -= cost
-                return chunk
-        return []
+                return self._take(queue, from_cheapest=False)
+        busiest = self._longest()
+        return self._take(busiest, from_cheapest=True) if steal and busiest else []
+
+    def _take(self, queue: deque[int], from_cheapest: bool) -> list[int]:
+        share = self.cost_left / (self.workers * CHUNKS_PER_WORKER)
+        end, take = (-1, queue.pop) if from_cheapest else (0, queue.popleft)
+        chunk = [take()]
+        cost = self.costs[chunk[0]]
+        while queue and len(chunk) < MAX_CHUNK and cost + self.costs[queue[end]] <= share:
+            cost += self.costs[queue[end]]
+            chunk.append(take())
+        self.cost_left -= cost
+        return chunk
 
     def _longest(self) -> deque[int]:
         return max(self.own.values(), key=len, default=deque())

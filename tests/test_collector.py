@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from bnlint.collector import collected_after
+from bnlint.collector import collected_after, thaw
 from bnlint.config import Config
 from bnlint.engine import lint_source
 from tests.conftest import BAD_MODEL
@@ -73,3 +73,22 @@ def test_a_caller_that_turned_the_collector_off_keeps_it_off() -> None:
 def test_linting_a_file_leaves_the_collector_as_it_found_it() -> None:
     assert lint_source(BAD_MODEL, "train.py", Config())
     assert gc.isenabled()
+
+
+@pytest.mark.usefixtures("collector_on")
+def test_survivors_asked_for_are_frozen_until_thawed() -> None:
+    frozen_before = gc.get_freeze_count()
+    with collected_after() as collection:
+        kept = [Node() for _ in range(10)]
+        collection.freeze_survivors = True
+    assert gc.get_freeze_count() >= frozen_before + len(kept)
+    thaw()
+    assert gc.get_freeze_count() == 0
+
+
+@pytest.mark.usefixtures("collector_on")
+def test_survivors_are_not_frozen_unless_asked_for() -> None:
+    frozen_before = gc.get_freeze_count()
+    with collected_after():
+        kept = [Node() for _ in range(10)]
+    assert kept and gc.get_freeze_count() == frozen_before

@@ -114,12 +114,27 @@ def test_later_rounds_reuse_the_workers_and_their_items_go_back_to_them() -> Non
             assert worker is not None and pids[worker] == pid
 
 
-def test_a_worker_runs_its_own_items_then_anyones_then_takes_from_the_busiest() -> None:
-    # Too few items for chunks of two.
-    queues = _Queues([0, 1, None, 1, 1, 1, None], live=[0, 1], costs=[1] * 7)
-    assert [queues.next_chunk(0) for _ in range(4)] == [[0], [2], [6], [1]]
-    assert [queues.next_chunk(1) for _ in range(3)] == [[3], [4], [5]]
+def test_a_worker_runs_its_own_items_then_anyones_then_the_busiests_cheapest() -> None:
+    # Too few items for chunks of two; worker 1's items cost 4, 3, 2 and 1.
+    queues = _Queues([0, 1, None, 1, 1, 1, None], live=[0, 1], costs=[1, 4, 1, 3, 2, 1, 1])
+    assert [queues.next_chunk(0) for _ in range(4)] == [[0], [2], [6], [5]]
+    assert [queues.next_chunk(1) for _ in range(3)] == [[1], [3], [4]]
     assert queues.next_chunk(1) == [] and queues.left_over() == []
+
+
+def test_a_worker_steals_only_when_asked_to() -> None:
+    queues = _Queues([1, 1], live=[0, 1], costs=[1, 1])
+    assert queues.next_chunk(0, steal=False) == []
+    assert queues.next_chunk(0) == [1]
+
+
+def test_an_item_goes_to_its_own_worker_even_when_another_asks_first() -> None:
+    runner = TaskRunner(square_slowly, 0.001, record_error)
+    with WorkerPool(jobs=2) as pool:
+        pool.run(runner, ITEMS)  # starts both workers
+        for worker in (0, 1):
+            again = pool.run(runner, [3], prefer=[worker])
+            assert again.workers == [worker]
 
 
 def test_items_of_a_dead_worker_go_to_the_live_ones() -> None:

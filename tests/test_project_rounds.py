@@ -5,6 +5,7 @@ the run."""
 
 from __future__ import annotations
 
+import gc
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -55,6 +56,23 @@ def test_a_re_linted_file_is_parsed_once(
     assert linted["train.py"] == 2  # the first round, then the project round
     assert sorted(parsed.values()) == [1, 1]
     assert len(engine._KEPT_TREES) == 0  # freed with the run
+
+
+def test_kept_trees_are_frozen_for_the_run_and_thawed_after(
+    files: list[Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frozen_while_linting = []
+    real_lint_file = engine.lint_file
+
+    def lint_file(path: Path, *args: object) -> object:
+        frozen_while_linting.append(gc.get_freeze_count())
+        return real_lint_file(path, *args)
+
+    monkeypatch.setattr(engine, "lint_file", lint_file)
+    gc.enable()
+    lint_files(files, Config(), jobs=1)
+    assert frozen_while_linting[0] == 0 and frozen_while_linting[-1] > 0  # the project round
+    assert gc.get_freeze_count() == 0
 
 
 def test_without_kept_trees_the_result_is_the_same(
