@@ -33,7 +33,12 @@ from bnlint.analysis.effects import (
     mode_switch,
     switched_mode,
 )
-from bnlint.analysis.frameworks import MODULE_COPIES, MODULE_WRAPPERS, SET_GRAD_ENABLED
+from bnlint.analysis.frameworks import (
+    MODULE_COPIES,
+    MODULE_WRAPPERS,
+    SET_GRAD_ENABLED,
+    WRAPPERS_WITH_MODULE,
+)
 from bnlint.analysis.names import dotted_name
 from bnlint.analysis.state import (
     UNKNOWN_FACT,
@@ -430,6 +435,7 @@ class Interpreter:
     ) -> State:
         state = self.expression(value, state)
         fact, alias = self.value(value, state)
+        wrapper = self._wraps_as_module(value)
         for target in targets:
             key = dotted_name(target)
             if key is None:
@@ -438,16 +444,27 @@ class Interpreter:
             if alias is not None and is_under(alias, key):
                 # ``model = model.module``: keep what the value was before rebinding.
                 fact, alias = state.fact(alias) or fact, None
-            if alias == key:
-                continue  # ``model = model.to(device)``
-            state.forget(key)
-            if alias is not None:
-                state.alias(key, alias)
-            elif fact is not None:
-                state.modes[key] = fact
-            elif isinstance(value, cst.Call):
-                self._construct(value, key, state)
+            if alias != key:  # else ``model = model.to(device)``: nothing new
+                state.forget(key)
+                if alias is not None:
+                    state.alias(key, alias)
+                elif fact is not None:
+                    state.modes[key] = fact
+                elif isinstance(value, cst.Call):
+                    self._construct(value, key, state)
+            if wrapper:  # ``model.module.eval()`` switches what ``model(x)`` runs
+                state.alias(f"{key}.module", key)
         return state
+
+    def _wraps_as_module(self, value: cst.BaseExpression) -> bool:
+        """``DDP(net)``, ``nn.DataParallel(net).cuda()``: a wrapper that holds
+        what it wraps as ``.module``."""
+        while isinstance(value, cst.Call):
+            func = value.func
+            if not (isinstance(func, cst.Attribute) and func.attr.value in SAME_MODULE_METHODS):
+                return self.analysis.qualname(func) in WRAPPERS_WITH_MODULE
+            value = func.value
+        return False
 
     def _construct(self, call: cst.Call, key: str, state: State) -> None:
         """``key = SomeClass(...)``: a model in training mode, or an object whose

@@ -177,6 +177,16 @@ MODULE_WRAPPERS = frozenset(
         "torch.distributed.fsdp.FullyShardedDataParallel",
     }
 )
+# Of those, the ones that hold the module they wrap as ``.module``: switching
+# ``model.module`` switches everything the wrapper runs.
+WRAPPERS_WITH_MODULE = frozenset(
+    {
+        "torch.nn.DataParallel",
+        "torch.nn.parallel.DataParallel",
+        "torch.nn.parallel.DistributedDataParallel",
+        "torch.distributed.fsdp.FullyShardedDataParallel",
+    }
+)
 # Calls that return a copy of a module, in the mode the original is in.
 MODULE_COPIES = frozenset({"copy.deepcopy", "torch.optim.swa_utils.AveragedModel"})
 
