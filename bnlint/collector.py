@@ -47,16 +47,22 @@ def collected_after() -> Iterator[Collection]:
         gc.enable()
         gc.collect(0)
         if collection.freeze_survivors:
-            gc.freeze()
-            _frozen[0] = True
+            _freeze()
 
 
-_frozen = [False]  # has this process frozen anything since it last thawed?
+_frozen = False  # has this process frozen anything since it last thawed?
+
+
+def _freeze() -> None:
+    global _frozen
+    gc.freeze()
+    _frozen = True
 
 
 def thaw() -> None:
     """Let the collector see again what ``freeze_survivors`` set aside (and
     anything frozen before it: gc has one frozen generation)."""
-    if _frozen[0]:
+    global _frozen
+    if _frozen:
         gc.unfreeze()
-        _frozen[0] = False
+        _frozen = False
