@@ -8,11 +8,11 @@ items and loops, each with its enclosing function.
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterator
+from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import pairwise
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import libcst as cst
 
@@ -90,10 +90,6 @@ class StatementSite:
     function: FunctionInfo | None
 
 
-# The enclosing function and class of a node while the model is built.
-Context = tuple[FunctionInfo | None, ClassInfo | None]
-
-
 class SemanticModel:
     """Facts about one parsed file. ``package`` resolves relative imports;
     ``project`` holds what the other files of the project tell this one."""
@@ -128,115 +124,99 @@ class SemanticModel:
     # -- building -----------------------------------------------------------
 
     def _collect(self) -> None:
-        handlers = {
-            cst.Call: self._on_call,
-            cst.Import: self._on_import,
-            cst.ImportFrom: self._on_import,
-            cst.FunctionDef: self._on_function,
-            cst.ClassDef: self._on_class,
-            cst.Expr: self._on_expression_statement,
-            cst.Assign: self._on_assign,
-            cst.AnnAssign: self._on_single_assign,
-            cst.AugAssign: self._on_single_assign,
-            cst.With: self._on_with,
-            cst.For: self._on_for,
-            cst.While: self._on_loop,
-            cst.ListComp: self._on_loop,
-            cst.SetComp: self._on_loop,
-            cst.DictComp: self._on_loop,
-            cst.GeneratorExp: self._on_loop,
-        }
-        stack: list[tuple[cst.CSTNode, FunctionInfo | None, ClassInfo | None]] = [
-            (self.module, None, None)
-        ]
-        while stack:
-            node, function, cls = stack.pop()
-            handler = handlers.get(type(node))
-            if handler is not None:
-                function, cls = handler(node, function, cls)
-            kids = children(node)
-            kids.reverse()  # popped in source order
-            stack.extend((child, function, cls) for child in kids)
+        self._collect_below(self.module, None, None)
         # Calls were recorded before imports further down the file were seen.
         for site in self.calls:
             site.qualname = self.imports.resolve(site.node.func)
 
-    # Each handler below records one kind of node and returns the context
-    # (enclosing function, enclosing class) for the node's children.
+    def _collect_below(
+        self, root: cst.CSTNode, function: FunctionInfo | None, cls: ClassInfo | None
+    ) -> None:
+        """Record the nodes below ``root``, which all run in ``function`` and
+        ``cls``. Only a ``def`` or a ``class`` changes that: its subtree is
+        collected by a nested call (Python's indentation limit bounds the depth)."""
+        records = self._RECORDS
+        pending = children(root)
+        pending.reverse()  # popped in source order
+        while pending:
+            node = pending.pop()
+            node_type = type(node)
+            if node_type is cst.FunctionDef:
+                self._collect_below(node, self._on_function(node, function, cls), None)
+                continue
+            if node_type is cst.ClassDef:
+                self._collect_below(node, function, self._on_class(node))
+                continue
+            record = records.get(node_type)
+            if record is not None:
+                record(self, node, function)
+            below = children(node)
+            if below:
+                below.reverse()
+                pending.extend(below)
 
-    def _on_call(
-        self, node: cst.Call, function: FunctionInfo | None, cls: ClassInfo | None
-    ) -> Context:
+    # Each handler below records one kind of node found in ``function``.
+
+    def _on_call(self, node: cst.Call, function: FunctionInfo | None) -> None:
         self.calls.append(CallSite(node, None, function))
-        return function, cls
 
-    def _on_import(
-        self,
-        node: cst.Import | cst.ImportFrom,
-        function: FunctionInfo | None,
-        cls: ClassInfo | None,
-    ) -> Context:
+    def _on_import(self, node: cst.Import | cst.ImportFrom, function: FunctionInfo | None) -> None:
         self.imports.add(node)
-        return function, cls
 
     def _on_function(
         self, node: cst.FunctionDef, function: FunctionInfo | None, cls: ClassInfo | None
-    ) -> Context:
+    ) -> FunctionInfo:
         info = FunctionInfo(node, node.name.value, cls, function)
         self.functions.append(info)
         if cls is not None:
             cls.methods[info.name] = info
-        return info, None
+        return info
 
-    def _on_class(
-        self, node: cst.ClassDef, function: FunctionInfo | None, cls: ClassInfo | None
-    ) -> Context:
+    def _on_class(self, node: cst.ClassDef) -> ClassInfo:
         info = ClassInfo(node, node.name.value, [base.value for base in node.bases])
         self.classes.append(info)
-        return function, info
+        return info
 
-    def _on_expression_statement(
-        self, node: cst.Expr, function: FunctionInfo | None, cls: ClassInfo | None
-    ) -> Context:
+    def _on_expression_statement(self, node: cst.Expr, function: FunctionInfo | None) -> None:
         self.expression_statements.append(StatementSite(node, function))
-        return function, cls
 
-    def _on_assign(
-        self, node: cst.Assign, function: FunctionInfo | None, cls: ClassInfo | None
-    ) -> Context:
+    def _on_assign(self, node: cst.Assign, function: FunctionInfo | None) -> None:
         for target in node.targets:
             self.assignments.append(Assignment(target.target, node.value, node, function))
-        return function, cls
 
     def _on_single_assign(
-        self,
-        node: cst.AnnAssign | cst.AugAssign,
-        function: FunctionInfo | None,
-        cls: ClassInfo | None,
-    ) -> Context:
+        self, node: cst.AnnAssign | cst.AugAssign, function: FunctionInfo | None
+    ) -> None:
         self.assignments.append(Assignment(node.target, node.value, node, function))
-        return function, cls
 
-    def _on_with(
-        self, node: cst.With, function: FunctionInfo | None, cls: ClassInfo | None
-    ) -> Context:
+    def _on_with(self, node: cst.With, function: FunctionInfo | None) -> None:
         for item in node.items:
             self.with_items.append(WithItemSite(item, node, function))
-        return function, cls
 
-    def _on_for(
-        self, node: cst.For, function: FunctionInfo | None, cls: ClassInfo | None
-    ) -> Context:
+    def _on_for(self, node: cst.For, function: FunctionInfo | None) -> None:
         site = StatementSite(node, function)
         self.for_loops.append(site)
         self.loops.append(site)
-        return function, cls
 
-    def _on_loop(
-        self, node: cst.CSTNode, function: FunctionInfo | None, cls: ClassInfo | None
-    ) -> Context:
+    def _on_loop(self, node: cst.CSTNode, function: FunctionInfo | None) -> None:
         self.loops.append(StatementSite(node, function))
-        return function, cls
+
+    _RECORDS: ClassVar[dict[type, Callable[[Any, Any, FunctionInfo | None], None]]] = {
+        cst.Call: _on_call,
+        cst.Import: _on_import,
+        cst.ImportFrom: _on_import,
+        cst.Expr: _on_expression_statement,
+        cst.Assign: _on_assign,
+        cst.AnnAssign: _on_single_assign,
+        cst.AugAssign: _on_single_assign,
+        cst.With: _on_with,
+        cst.For: _on_for,
+        cst.While: _on_loop,
+        cst.ListComp: _on_loop,
+        cst.SetComp: _on_loop,
+        cst.DictComp: _on_loop,
+        cst.GeneratorExp: _on_loop,
+    }
 
     # -- queries ------------------------------------------------------------
 

@@ -12,12 +12,16 @@ import libcst as cst
 
 def dotted_name(node: cst.BaseExpression) -> str | None:
     """``a.b.c`` for a Name/Attribute chain, else None."""
+    # Exact types: isinstance goes through ABCMeta, and this runs on most
+    # expressions the analyses look at. LibCST's node classes have no subclasses.
     parts: list[str] = []
-    while isinstance(node, cst.Attribute):
+    while type(node) is cst.Attribute:
         parts.append(node.attr.value)
         node = node.value
-    if not isinstance(node, cst.Name):
+    if type(node) is not cst.Name:
         return None
+    if not parts:
+        return node.value
     parts.append(node.value)
     return ".".join(reversed(parts))
 

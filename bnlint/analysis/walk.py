@@ -2,12 +2,14 @@
 
 ``CSTNode.visit`` rebuilds every node it passes through, which costs as much as
 the parse itself. Reading the dataclass fields directly allocates nothing.
-Whitespace and punctuation fields never hold code, so they are skipped.
+Whitespace and punctuation fields never hold code, and text fields (a name's
+or a number's ``value``) never hold a node, so neither is read.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Iterator
 
 import libcst as cst
@@ -34,6 +36,7 @@ _SKIPPED_FIELDS = frozenset(
         "asynchronous",
         "star",
         "whitespace",
+        "trailing_whitespace",
     }
 )
 
@@ -56,42 +59,53 @@ _SOURCE_ORDER: dict[type, tuple[str, ...]] = {
         "star_kwarg",
     ),
 }
-_child_fields: dict[type, tuple[str, ...]] = {}
-# isinstance against CSTNode goes through ABCMeta, which is slow in this hot
-# loop; remember per concrete class whether it is a node.
-_is_node: dict[type, bool] = {}
 
 
-def _fields_of(node_type: type) -> tuple[str, ...]:
-    names = _child_fields.get(node_type)
-    if names is None:
-        declared = [f.name for f in dataclasses.fields(node_type)]
+class _ChildFields(dict[type, tuple[str, ...]]):
+    """Per node class, the fields that may hold a code-bearing node, in source
+    order; worked out on first sight of the class."""
+
+    def __missing__(self, node_type: type) -> tuple[str, ...]:
+        fields = dataclasses.fields(node_type)
+        declared = [f.name for f in fields]
         ordered = [name for name in _SOURCE_ORDER.get(node_type, ()) if name in declared]
-        names = tuple(
+        text = {f.name for f in fields if _is_text(f.type)}
+        names = self[node_type] = tuple(
             name
             for name in (*ordered, *(n for n in declared if n not in ordered))
-            if name not in _SKIPPED_FIELDS and not name.startswith("whitespace")
+            if name not in _SKIPPED_FIELDS
+            and not name.startswith("whitespace")
+            and name not in text
         )
-        _child_fields[node_type] = names
-    return names
+        return names
 
 
-def _node_class(value_type: type) -> bool:
-    known = _is_node.get(value_type)
-    if known is None:
-        known = _is_node[value_type] = issubclass(value_type, cst.CSTNode)
-    return known
+def _is_text(annotation: object) -> bool:
+    return annotation is str or typing.get_origin(annotation) is typing.Literal
+
+
+class _NodeClasses(dict[type, bool]):
+    """Whether a class is a LibCST node. isinstance against CSTNode goes through
+    ABCMeta, which is slow in this hot loop; a dict lookup is not."""
+
+    def __missing__(self, value_type: type) -> bool:
+        known = self[value_type] = issubclass(value_type, cst.CSTNode)
+        return known
+
+
+_CHILD_FIELDS = _ChildFields()
+_IS_NODE = _NodeClasses()
 
 
 def children(node: cst.CSTNode) -> list[cst.CSTNode]:
     """The direct code-bearing children of ``node``, in source order."""
     found = []
-    for name in _fields_of(type(node)):
+    for name in _CHILD_FIELDS[type(node)]:
         value = getattr(node, name)
         value_type = type(value)
         if value_type is tuple or value_type is list:
-            found.extend(item for item in value if _node_class(type(item)))
-        elif _node_class(value_type):
+            found.extend(value)  # LibCST's sequences hold nodes only
+        elif _IS_NODE[value_type]:
             found.append(value)
     return found
 
