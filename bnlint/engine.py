@@ -100,14 +100,18 @@ def _lint_source(
     if not rules or _beyond_parser_limits(python_error):
         error = [_syntax_diagnostic(path, *python_error)] if python_error else []
         return _select(error, path, config), None
-    module = trees.get(path, source) if trees is not None else None
-    try:
-        module = module or parse_module(source)
-    except (cst.ParserSyntaxError, RecursionError, MemoryError) as error:
-        return _select(
-            [_syntax_diagnostic(path, *_describe_parse_error(source, error))], path, config
-        ), None
-    model = SemanticModel(module, path, package, project)
+    kept = trees.get(path, source) if trees is not None else None
+    if kept is not None:
+        model = kept.for_project(project)
+    else:
+        try:
+            module = parse_module(source)
+        except (cst.ParserSyntaxError, RecursionError, MemoryError) as error:
+            return _select(
+                [_syntax_diagnostic(path, *_describe_parse_error(source, error))], path, config
+            ), None
+        model = SemanticModel(module, path, package, project)
+    module = model.module
     # LibCST drops form feeds before a statement at column 0, shifting the
     # positions on that line: fixes there would edit the wrong characters.
     fixable = "\f" not in source or module.code == source
@@ -125,7 +129,7 @@ def _lint_source(
     selected = sorted(_select(diagnostics, path, config), key=lambda d: d.sort_key)
     facts = model.project_facts()
     if trees is not None and facts is not None and facts.dependencies:
-        trees.keep(path, source, module, likely=facts.sensitive)  # a project round may re-lint it
+        trees.keep(path, source, model, likely=facts.sensitive)  # a project round may re-lint it
     return (_apply_noqa(selected, source) if noqa else selected), facts
 
 

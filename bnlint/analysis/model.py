@@ -121,6 +121,34 @@ class SemanticModel:
         self.order = SourceOrder(module)
         self._collect()
 
+    # What the walk collects: it depends on the file's text alone.
+    _COLLECTED = (
+        "module",
+        "path",
+        "package",
+        "imports",
+        "classes",
+        "functions",
+        "calls",
+        "expression_statements",
+        "assignments",
+        "with_items",
+        "for_loops",
+        "loops",
+        "positions",
+        "order",
+    )
+
+    def for_project(self, project: ProjectIndex | None) -> SemanticModel:
+        """This file's model against another state of the project: what the walk
+        collected is shared, and all that the project decides is worked out anew."""
+        twin = object.__new__(SemanticModel)
+        for name in self._COLLECTED:
+            setattr(twin, name, getattr(self, name))
+        twin.project = project
+        twin.project_dependencies = set()
+        return twin
+
     # -- building -----------------------------------------------------------
 
     def _collect(self) -> None:
