@@ -74,8 +74,12 @@ def is_under(key: str, prefix: str) -> bool:
 
 def prefixes(key: str) -> list[str]:
     """``a.b.c`` -> ``["a.b.c", "a.b", "a"]``: longest first."""
-    parts = key.split(".")
-    return [".".join(parts[:n]) for n in range(len(parts), 0, -1)]
+    found = [key]
+    end = key.rfind(".")
+    while end != -1:
+        found.append(key[:end])
+        end = key.rfind(".", 0, end)
+    return found
 
 
 class State:
@@ -110,6 +114,8 @@ class State:
 
     def canonical(self, key: str) -> str:
         """``key`` with its longest aliased prefix replaced by what it aliases."""
+        if not self.aliases:
+            return key
         for _ in range(8):  # alias chains are short; a cycle must not hang us
             for prefix in prefixes(key):
                 target = self.aliases.get(prefix)
