@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from bnlint import cli
 from bnlint.cli import main
 from tests.conftest import BAD_MODEL
 
@@ -211,3 +213,18 @@ def test_rules_and_explain() -> None:
     for heading in ("## What it does", "## Why is this bad?", "## Known problems", "## Fix safety"):
         assert heading in doc.output
     assert run("explain", "BNL999").exit_code == 2
+
+
+def test_the_command_exits_without_a_last_walk_over_the_heap(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pyproject = (Path(__file__).resolve().parent.parent / "pyproject.toml").read_text()
+    assert 'bnlint = "bnlint.cli:run"' in pyproject
+    monkeypatch.setattr(sys, "argv", ["bnlint", "--version"])
+    try:
+        with pytest.raises(SystemExit) as exited:
+            cli.run()
+        assert exited.value.code == 0 and "bnlint" in capsys.readouterr().out
+        assert gc.get_freeze_count() > 0  # Python's shutdown collection skips it all
+    finally:
+        gc.unfreeze()
