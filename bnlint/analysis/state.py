@@ -60,6 +60,8 @@ class ModeFact:
         return self.modes is Mode.CALLER
 
     def join(self, other: ModeFact) -> ModeFact:
+        if other is self:  # most facts are the same on both paths
+            return self
         switch = self.switch if self.switch is other.switch else None
         return ModeFact(self.modes | other.modes, switch)
 
