@@ -9,7 +9,8 @@ import re
 import libcst as cst
 
 from bnlint.analysis.calls import keyword_arg, positional_args
-from bnlint.analysis.frameworks import BATCH_NORM_FREEZERS
+from bnlint.analysis.effects import SAME_MODULE_METHODS
+from bnlint.analysis.frameworks import BATCH_NORM_FREEZERS, MODULE_COPIES, MODULE_WRAPPERS
 from bnlint.analysis.model import ClassInfo, FunctionInfo, SemanticModel
 from bnlint.analysis.names import dotted_name
 from bnlint.analysis.values import assigned_values
@@ -56,16 +57,9 @@ _FACTORY_NAME_ARGUMENT = {
     "ultralytics.YOLO": 0,
 }
 # Calls that return the module they are given, or a copy or wrapper of it.
-_SAME_MODULE_METHODS = frozenset({"to", "cuda", "cpu", "half", "float", "double", "train"})
-_SAME_MODULE_WRAPPERS = frozenset(
-    {
-        "copy.deepcopy",
-        "torch.compile",
-        "torch.nn.DataParallel",
-        "torch.nn.parallel.DataParallel",
-        "torch.nn.parallel.DistributedDataParallel",
-        "torch.nn.SyncBatchNorm.convert_sync_batchnorm",
-    }
+_SAME_MODULE_METHODS = SAME_MODULE_METHODS | {"train", "eval"}
+_SAME_MODULE_WRAPPERS = (
+    MODULE_WRAPPERS | MODULE_COPIES | {"torch.nn.SyncBatchNorm.convert_sync_batchnorm"}
 )
 
 

@@ -177,6 +177,20 @@ def fresh_library_model(qualname: str) -> Mode | None:
 SAME_MODULE_METHODS = frozenset(
     {"to", "cuda", "cpu", "half", "float", "double", "bfloat16", "to_empty", "requires_grad_"}
 )
+
+
+def without_moves(expr: cst.BaseExpression) -> cst.BaseExpression:
+    """``model`` for ``model.to(device).cuda()``: calls that return the module
+    they are called on, in the mode it is in, peeled off."""
+    while (
+        isinstance(expr, cst.Call)
+        and isinstance(expr.func, cst.Attribute)
+        and expr.func.attr.value in SAME_MODULE_METHODS
+    ):
+        expr = expr.func.value
+    return expr
+
+
 # Methods of nn.Module that leave its mode alone (anything else called on a
 # model may switch it: a project's ``model.freeze()``).
 MODE_PRESERVING_METHODS = SAME_MODULE_METHODS | frozenset(

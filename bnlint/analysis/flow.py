@@ -23,7 +23,6 @@ import libcst as cst
 
 from bnlint.analysis.effects import (
     MODE_PRESERVING_METHODS,
-    SAME_MODULE_METHODS,
     computes_gradients,
     exported_module,
     grad_context,
@@ -32,6 +31,7 @@ from bnlint.analysis.effects import (
     is_training_step,
     mode_switch,
     switched_mode,
+    without_moves,
 )
 from bnlint.analysis.frameworks import (
     MODULE_COPIES,
@@ -459,12 +459,11 @@ class Interpreter:
     def _wraps_as_module(self, value: cst.BaseExpression) -> bool:
         """``DDP(net)``, ``nn.DataParallel(net).cuda()``: a wrapper that holds
         what it wraps as ``.module``."""
-        while isinstance(value, cst.Call):
-            func = value.func
-            if not (isinstance(func, cst.Attribute) and func.attr.value in SAME_MODULE_METHODS):
-                return self.analysis.qualname(func) in WRAPPERS_WITH_MODULE
-            value = func.value
-        return False
+        value = without_moves(value)
+        return (
+            isinstance(value, cst.Call)
+            and self.analysis.qualname(value.func) in WRAPPERS_WITH_MODULE
+        )
 
     def _construct(self, call: cst.Call, key: str, state: State) -> None:
         """``key = SomeClass(...)``: a model in training mode, or an object whose
@@ -506,6 +505,7 @@ class Interpreter:
         """What a value is, as far as modes go: (its modes, or the key it aliases)."""
         if expr is None:
             return None, None
+        expr = without_moves(expr)
         key = dotted_name(expr)
         if key is not None:
             return (None, key) if state.fact(key) is not None else (None, None)
@@ -513,9 +513,6 @@ class Interpreter:
             return None, None
         func = expr.func
         if isinstance(func, cst.Attribute):
-            method = func.attr.value
-            if method in SAME_MODULE_METHODS:
-                return self.value(func.value, state)
             mode = switched_mode(expr)
             if mode is not None:
                 inner, alias = self.value(func.value, state)

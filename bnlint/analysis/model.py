@@ -29,6 +29,10 @@ if TYPE_CHECKING:
     from bnlint.analysis.summaries import Summary
 
 
+# Loops: ``for``, ``while`` and comprehensions.
+LOOP_TYPES = (cst.For, cst.While, cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)
+
+
 @dataclass(eq=False)
 class ClassInfo:
     node: cst.ClassDef
@@ -221,13 +225,11 @@ class SemanticModel:
         for item in node.items:
             self.with_items.append(WithItemSite(item, node, function))
 
-    def _on_for(self, node: cst.For, function: FunctionInfo | None) -> None:
-        site = StatementSite(node, function)
-        self.for_loops.append(site)
-        self.loops.append(site)
-
     def _on_loop(self, node: cst.CSTNode, function: FunctionInfo | None) -> None:
-        self.loops.append(StatementSite(node, function))
+        site = StatementSite(node, function)
+        self.loops.append(site)
+        if type(node) is cst.For:
+            self.for_loops.append(site)
 
     _RECORDS: ClassVar[dict[type, Callable[[Any, Any, FunctionInfo | None], None]]] = {
         cst.Call: _on_call,
@@ -238,12 +240,7 @@ class SemanticModel:
         cst.AnnAssign: _on_single_assign,
         cst.AugAssign: _on_single_assign,
         cst.With: _on_with,
-        cst.For: _on_for,
-        cst.While: _on_loop,
-        cst.ListComp: _on_loop,
-        cst.SetComp: _on_loop,
-        cst.DictComp: _on_loop,
-        cst.GeneratorExp: _on_loop,
+        **dict.fromkeys(LOOP_TYPES, _on_loop),
     }
 
     # -- queries ------------------------------------------------------------

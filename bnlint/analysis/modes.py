@@ -43,7 +43,13 @@ from bnlint.analysis.frameworks import (
     SET_GRAD_ENABLED,
 )
 from bnlint.analysis.loops import Evaluation, LoopRoles, is_evaluation_function, iterable_role
-from bnlint.analysis.model import ClassInfo, FunctionInfo, SemanticModel, StatementSite
+from bnlint.analysis.model import (
+    LOOP_TYPES,
+    ClassInfo,
+    FunctionInfo,
+    SemanticModel,
+    StatementSite,
+)
 from bnlint.analysis.names import dotted_name, target_names
 from bnlint.analysis.project import FileFacts, module_name
 from bnlint.analysis.state import Grad, Mode, ModeFact, State, join_all
@@ -897,13 +903,10 @@ class ModeAnalysis:
         return self.model.qualname(func) in GRAD_MODE_CONTEXTS
 
 
-_LOOPS = (cst.For, cst.While, cst.ListComp, cst.SetComp, cst.DictComp, cst.GeneratorExp)
-
-
 def _contains_loop(node: cst.CSTNode) -> bool:
     """Inference loops over batches or samples; a no-grad block without one
     (weight initialisation, a single forward) runs no inference worth judging."""
-    return any(isinstance(current, _LOOPS) for current in descendants(node))
+    return any(isinstance(current, LOOP_TYPES) for current in descendants(node))
 
 
 def _is_known_model(fact: ModeFact) -> bool:
