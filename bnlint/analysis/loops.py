@@ -33,7 +33,7 @@ _EVALUATION_FUNCTION = re.compile(
     r"|_(validate|validation|evaluate|evaluation|eval|test|predict|prediction|inference)$"
 )
 # Calls that pass an iterable through: ``enumerate(val_loader)``, ``tqdm(...)``.
-_ITERABLE_WRAPPERS = frozenset(
+ITERABLE_WRAPPERS = frozenset(
     {"enumerate", "tqdm", "iter", "zip", "islice", "track", "progress_bar", "trange", "list"}
 )
 
@@ -60,7 +60,7 @@ def iterable_role(
         if isinstance(iterable, cst.Call):
             called = (dotted_name(iterable.func) or "").rsplit(".", 1)[-1]
             args = positional_args(iterable)
-            if called in _ITERABLE_WRAPPERS and args:
+            if called in ITERABLE_WRAPPERS and args:
                 iterable = args[0].value
                 continue
             by_arguments = role_from_arguments(iterable)

@@ -7,9 +7,18 @@ import libcst as cst
 
 from bnlint.analysis.calls import argument
 from bnlint.analysis.data import Role, is_data_name, role_from_name
+from bnlint.analysis.effects import is_training_step
 from bnlint.analysis.frameworks import DATA_LOADERS
-from bnlint.analysis.model import Assignment, CallSite, SemanticModel
+from bnlint.analysis.loops import ITERABLE_WRAPPERS, iterable_role
+from bnlint.analysis.model import (
+    Assignment,
+    CallSite,
+    FunctionInfo,
+    SemanticModel,
+    StatementSite,
+)
 from bnlint.analysis.names import dotted_name, target_names
+from bnlint.analysis.walk import descendants
 from bnlint.rules.base import Anchor, Finding, FixPlan, NodeEdit, Rule
 
 _EVALUATION_FUNCTION = re.compile(
@@ -24,8 +33,10 @@ class EvaluationOnTrainingData(Rule):
     training loader (`val_loader = train_loader`), a validation `DataLoader` built
     over the training dataset object, an evaluation function called with the
     training loader whose result is stored as a validation metric
-    (`val_acc = evaluate(model, train_loader)`), or a training loader passed as an
-    evaluation keyword (`validate(loader=..., val_loader=train_loader)`).
+    (`val_acc = evaluate(model, train_loader)`), a training loader passed as an
+    evaluation keyword (`validate(loader=..., val_loader=train_loader)`), or a loop
+    over the training loader that does not train and adds up validation results
+    (`for x, y in train_loader: val_loss += ...`).
 
     ## Why is this bad?
     Validation on training data measures memorisation, not generalisation: the
@@ -36,7 +47,9 @@ class EvaluationOnTrainingData(Rule):
     Roles come from names (`train_*`, `val_*`, `test_*`, `eval_*`). Measuring train
     accuracy on purpose is fine when it is named so (`train_acc = evaluate(model,
     train_loader)`), and so are splits of one dataset (`random_split`, `Subset` with
-    index lists, k-fold), which build new objects.
+    index lists, k-fold), which build new objects. A loop over the training loader is
+    judged by what it adds up: `train_correct += ...` is train accuracy, and a loop
+    with a backward pass, an optimizer step or a call named for training trains.
 
     ## Fix safety
     When exactly one validation or test loader is in scope, the fix passes it in
@@ -55,6 +68,8 @@ class EvaluationOnTrainingData(Rule):
             yield from self._aliased_or_rebuilt(model, assignment)
         for site in model.calls:
             yield from self._evaluation_call(model, site)
+        for loop in model.for_loops:
+            yield from self._evaluation_loop(model, loop)
 
     def _aliased_or_rebuilt(
         self, model: SemanticModel, assignment: Assignment
@@ -91,8 +106,63 @@ class EvaluationOnTrainingData(Rule):
                 yield Finding(
                     arg.value,
                     f"validation runs on the training data `{name}`: " + _CONSEQUENCE,
-                    _fix(model, site, arg.value),
+                    _fix(model, site.function, arg.value),
                 )
+
+    def _evaluation_loop(self, model: SemanticModel, loop: StatementSite) -> Iterator[Finding]:
+        """``for x, y in train_loader: ... val_loss += ...``: a loop that does not
+        train, over training data, whose results are named for validation."""
+        node = loop.node
+        assert isinstance(node, cst.For)
+        data = _training_data(model, node.iter, loop.function)
+        if data is None or _trains(model, node) or not _accumulates_validation(model, node):
+            return
+        name = dotted_name(data)
+        yield Finding(
+            data,
+            f"validation runs on the training data `{name}`: " + _CONSEQUENCE,
+            _fix(model, loop.function, data),
+        )
+
+
+def _training_data(
+    model: SemanticModel, iterable: cst.BaseExpression, function: FunctionInfo | None
+) -> cst.BaseExpression | None:
+    """The training loader a loop iterates, directly or through ``enumerate``/``tqdm``."""
+    while isinstance(iterable, cst.Call) and iterable.args:
+        called = (dotted_name(iterable.func) or "").rsplit(".", 1)[-1]
+        if called not in ITERABLE_WRAPPERS:
+            return None
+        iterable = iterable.args[0].value
+    name = dotted_name(iterable)
+    if name is None or not is_data_name(name):
+        return None
+    return iterable if iterable_role(model, iterable, function) is Role.TRAIN else None
+
+
+def _trains(model: SemanticModel, loop: cst.For) -> bool:
+    """A training step, or a call to something named for training, in the loop."""
+    for node in descendants(loop.body):
+        if isinstance(node, cst.Call):
+            callee = (dotted_name(node.func) or "").rsplit(".", 1)[-1]
+            if is_training_step(node, model.qualname(node.func)) or (
+                role_from_name(callee) is Role.TRAIN
+            ):
+                return True
+    return False
+
+
+def _accumulates_validation(model: SemanticModel, loop: cst.For) -> bool:
+    """The loop assigns a name for validation results: ``val_loss += ...``."""
+    return any(
+        role_from_name(name) is Role.EVAL and not is_data_name(name)
+        for node in descendants(loop.body)
+        if isinstance(node, cst.Assign | cst.AugAssign | cst.AnnAssign)
+        for target in (
+            [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
+        )
+        for name in target_names(target)
+    )
 
 
 _CONSEQUENCE = (
@@ -100,10 +170,12 @@ _CONSEQUENCE = (
 )
 
 
-def _fix(model: SemanticModel, site: CallSite, wrong: cst.BaseExpression) -> FixPlan | None:
-    """Pass the one validation/test loader in scope instead."""
+def _fix(
+    model: SemanticModel, function: FunctionInfo | None, wrong: cst.BaseExpression
+) -> FixPlan | None:
+    """Use the one validation/test loader in scope instead."""
     candidates = {
-        name for name in _names_in_scope(model, site) if role_from_name(name) is Role.EVAL
+        name for name in _names_in_scope(model, function) if role_from_name(name) is Role.EVAL
     }
     candidates = {name for name in candidates if "loader" in name.lower() or "_dl" in name}
     if len(candidates) != 1:
@@ -116,10 +188,9 @@ def _fix(model: SemanticModel, site: CallSite, wrong: cst.BaseExpression) -> Fix
     )
 
 
-def _names_in_scope(model: SemanticModel, site: CallSite) -> set[str]:
+def _names_in_scope(model: SemanticModel, function: FunctionInfo | None) -> set[str]:
     """Module names, the function's parameters and locals, and ``self.*`` attributes
     set anywhere in its class."""
-    function = site.function
     cls = function.cls if function is not None else None
     names = set(function.parameter_names()) if function is not None else set()
     for a in model.assignments:
