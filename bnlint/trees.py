@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from bnlint.analysis.model import SemanticModel
 
-# About 35 bytes of tree per character of source: some 50 MB per process.
+# About 35 bytes per character of source for a tree and its model (26 for the
+# tree alone; tracemalloc on ultralytics' trainer.py): some 50 MB per process.
 MAX_KEPT_CHARACTERS = 1_500_000
 
 
