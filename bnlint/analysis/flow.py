@@ -37,7 +37,6 @@ from bnlint.analysis.frameworks import (
     MODULE_COPIES,
     MODULE_WRAPPERS,
     SET_GRAD_ENABLED,
-    WRAPPERS_WITH_MODULE,
 )
 from bnlint.analysis.names import dotted_name
 from bnlint.analysis.state import (
@@ -435,7 +434,7 @@ class Interpreter:
     ) -> State:
         state = self.expression(value, state)
         fact, alias = self.value(value, state)
-        wrapper = self._wraps_as_module(value)
+        wrapper = self.analysis.wraps_as_module(value)
         for target in targets:
             key = dotted_name(target)
             if key is None:
@@ -455,15 +454,6 @@ class Interpreter:
             if wrapper:  # ``model.module.eval()`` switches what ``model(x)`` runs
                 state.alias(f"{key}.module", key)
         return state
-
-    def _wraps_as_module(self, value: cst.BaseExpression) -> bool:
-        """``DDP(net)``, ``nn.DataParallel(net).cuda()``: a wrapper that holds
-        what it wraps as ``.module``."""
-        value = without_moves(value)
-        return (
-            isinstance(value, cst.Call)
-            and self.analysis.qualname(value.func) in WRAPPERS_WITH_MODULE
-        )
 
     def _construct(self, call: cst.Call, key: str, state: State) -> None:
         """``key = SomeClass(...)``: a model in training mode, or an object whose

@@ -26,6 +26,7 @@ from bnlint.analysis.effects import (
     grad_context,
     is_plumbing,
     looks_like_class,
+    without_moves,
 )
 from bnlint.analysis.flow import (
     Events,
@@ -41,6 +42,7 @@ from bnlint.analysis.frameworks import (
     HF_TRAINER_EVALUATION_METHODS,
     LIGHTNING_EVALUATION_PREFIXES,
     SET_GRAD_ENABLED,
+    WRAPPERS_WITH_MODULE,
 )
 from bnlint.analysis.loops import Evaluation, LoopRoles, is_evaluation_function, iterable_role
 from bnlint.analysis.model import (
@@ -119,6 +121,7 @@ class ModeAnalysis:
         self._module_globals = self._locals.get(None, set()) - set(self._functions_by_name)
         self._evidence = _module_evidence(model)
         self._class_cache: dict[tuple[str, Scope], ClassInfo | str | None] = {}
+        self._wrappers_by_class: dict[ClassInfo, set[str]] = {}
         self._has_evaluation_loops = False  # set by ``_entry_points``
         for scope in self._entry_points():
             self.flow_of(scope)
@@ -251,10 +254,37 @@ class ModeAnalysis:
             if grad is not None:
                 state.grad = grad
         self_name = scope.self_name
+        if self_name is not None:
+            for attribute in self._wrapper_attributes(scope.cls):
+                key = f"{self_name}.{attribute}"  # ``self.model.module.eval()``
+                state.alias(f"{key}.module", key)  # switches what ``self.model(x)`` runs
         if self_name is not None and self._run_by_framework_in_eval(scope):
             state.modes[self_name] = ModeFact(Mode.EVAL)
             state.grad = Grad.OFF
         return state
+
+    def _wrapper_attributes(self, cls: ClassInfo | None) -> set[str]:
+        """Attributes that some method of ``cls`` sets to a wrapper holding what it
+        runs as ``.module`` (``self.model = DDP(net)`` in ``__init__``)."""
+        if cls is None:
+            return set()
+        if cls not in self._wrappers_by_class:
+            found = set()
+            for assignment in self.model.assignments:
+                method = assignment.function
+                if method is None or method.cls is not cls or assignment.value is None:
+                    continue
+                target = dotted_name(assignment.target) or ""
+                owner, dot, attribute = target.partition(".")
+                if (
+                    dot
+                    and owner == method.self_name
+                    and "." not in attribute
+                    and self.wraps_as_module(assignment.value)
+                ):
+                    found.add(attribute)
+            self._wrappers_by_class[cls] = found
+        return self._wrappers_by_class[cls]
 
     def _run_by_framework_in_eval(self, method: FunctionInfo) -> bool:
         """Lightning's evaluation hooks; an HF ``Trainer`` subclass's evaluation methods."""
@@ -280,6 +310,12 @@ class ModeAnalysis:
 
     def qualname(self, node: cst.BaseExpression) -> str | None:
         return self.model.imports.resolve(node)
+
+    def wraps_as_module(self, value: cst.BaseExpression) -> bool:
+        """``DDP(net)``, ``nn.DataParallel(net).cuda()``: a wrapper that holds
+        what it wraps as ``.module``."""
+        value = without_moves(value)
+        return isinstance(value, cst.Call) and self.qualname(value.func) in WRAPPERS_WITH_MODULE
 
     def fact(self, state: State, key: str, scope: Scope) -> ModeFact | None:
         """The modes of ``key``; a module global read inside a function is
