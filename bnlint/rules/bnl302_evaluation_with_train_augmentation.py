@@ -43,7 +43,9 @@ class EvaluationWithTrainAugmentation(Rule):
     Only transforms built in the same file are followed. Explicit test-time
     augmentation (a dataset named `tta_*` or `*augment*`) is not reported. A
     transform we cannot read, reported because the training dataset uses it too or
-    because its variable is named `train_*`, is a warning, not an error.
+    because its variable is named `train_*`, is a warning, not an error; one that
+    both datasets share but that is named for evaluation (`test_to_tensor`) is the
+    eval transform reused for training, and is not reported.
 
     ## Fix safety
     When exactly one deterministic evaluation transform (`val_transform`,
@@ -83,7 +85,9 @@ class EvaluationWithTrainAugmentation(Rule):
             problem = f"{dataset} is built with random augmentation `{random}`{through}"
         elif transform_name is None or _readable_pipeline(model, transform_name, site):
             return None  # a pipeline we can read, and it is deterministic
-        elif transform_name in train_transforms:
+        elif transform_name in train_transforms and role_from_name(transform_name) is not Role.EVAL:
+            # Shared, but named for evaluation (``_test_to_tensor``): the eval
+            # transform reused for training, not augmentation leaking into eval.
             problem = f"{dataset} is built with the training transform `{transform_name}`"
             severity = Severity.WARNING  # we cannot see whether that transform is random
         elif transform_name and role_from_name(transform_name) is Role.TRAIN:
