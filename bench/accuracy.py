@@ -58,8 +58,9 @@ def lint_corpus(name: str, version: str) -> list[dict]:
         sys.exit(f"{' '.join(cmd)} failed (exit {result.returncode}):\n{result.stderr}")
     findings = json.loads(result.stdout or "[]")
     for item in findings:
-        # Paths may come back relative to cwd or absolute; either way, make them corpus-relative.
-        rel = Path(os.path.normpath(copy / item["path"])).relative_to(copy).as_posix()
+        # Paths may come back relative to cwd (the temp dir) or absolute; either
+        # way, make them corpus-relative.
+        rel = Path(os.path.normpath(Path(tmp) / item["path"])).relative_to(copy).as_posix()
         item.update(corpus=name, path=rel, source=source_line(root / rel, item["line"]))
     return findings
 

@@ -37,6 +37,11 @@ CORPORA: list[tuple[str, str, str]] = [
     ("fastai", "2.8.12", "Learner train/validate loop"),
     ("skorch", "1.4.0", "sklearn-style fit/predict loop"),
     ("torchdistill", "1.1.5", "distillation training loops"),
+    ("monai", "1.6.1", "medical imaging networks and engines"),
+    ("speechbrain", "1.1.2", "Brain.fit/evaluate recipes"),
+    ("avalanche-lib", "0.6.0", "continual-learning strategies and their tests"),
+    ("flair", "0.15.1", "NLP ModelTrainer"),
+    ("pytorch-metric-learning", "2.9.0", "metric-learning trainers and testers"),
 ]
 
 BENCH = Path(__file__).resolve().parent
