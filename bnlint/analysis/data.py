@@ -17,7 +17,7 @@ import libcst as cst
 from bnlint.analysis.calls import keyword_arg
 from bnlint.analysis.model import CallSite, FunctionInfo, SemanticModel
 from bnlint.analysis.names import dotted_name
-from bnlint.analysis.values import assigned_values
+from bnlint.analysis.values import values_at
 
 
 class Role(enum.Enum):
@@ -191,7 +191,7 @@ def _random_in(
     if depth > 4:
         return None
     if isinstance(expr, cst.Name | cst.Attribute):
-        for value in assigned_values(model, dotted_name(expr) or "", scope):
+        for value in values_at(model, expr, scope):
             found = _random_in(model, value, scope, depth + 1)
             if found:
                 return found

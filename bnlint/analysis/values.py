@@ -94,6 +94,27 @@ def assigned_values(
     return values
 
 
+def values_at(
+    model: SemanticModel, use: cst.BaseExpression, scope: FunctionInfo | None
+) -> list[cst.BaseExpression]:
+    """What the name ``use`` may hold where it is read: ``assigned_values``, but
+    for a name assigned more than once in the function, the last assignment
+    written before ``use`` (``transforms`` rebuilt for the test split holds the
+    new pipeline there)."""
+    name = dotted_name(use) or ""
+    values = assigned_values(model, name, scope)
+    if scope is None or len(values) < 2:
+        return values
+    before = [
+        assignment.value
+        for assignment in model.assignments_by_target.get(name, ())
+        if assignment.function is scope
+        and assignment.value is not None
+        and model.order.starts_after(use, assignment.statement, within=scope.node)
+    ]
+    return before[-1:] or values
+
+
 def _kind_of_value(model: SemanticModel, value: cst.BaseExpression) -> Kind | None:
     while (
         isinstance(value, cst.Call)

@@ -115,7 +115,8 @@ class EvaluationWithTrainAugmentation(Rule):
                 and assignment.function in (site.call.function, None)
                 and role_from_name(name) is Role.EVAL
                 and _looks_like_transform(name, assignment.value)
-                and random_transform_in(model, assignment.target, assignment.function) is None
+                and assignment.value is not None
+                and random_transform_in(model, assignment.value, assignment.function) is None
             ):
                 candidates.add(name)
         if len(candidates) != 1:
