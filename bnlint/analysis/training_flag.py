@@ -152,7 +152,22 @@ def _training_polarity(test: cst.BaseExpression) -> bool | None:
         sides = (_training_polarity(test.left), _training_polarity(test.right))
         if wanted in sides:
             return wanted
+        if not wanted and True in sides and _tracks_no_statistics(test.left, test.right):
+            return True  # ``self.training or not self.track_running_stats``
     return None
+
+
+def _tracks_no_statistics(*sides: cst.BaseExpression) -> bool:
+    """``not self.track_running_stats``: a BatchNorm without running statistics
+    normalises with batch statistics in eval mode too (PyTorch's own rule), so a
+    branch taken in training or then is as good as a training-only one."""
+    return any(
+        isinstance(side, cst.UnaryOperation)
+        and isinstance(side.operator, cst.Not)
+        and isinstance(side.expression, cst.Attribute)
+        and side.expression.attr.value == "track_running_stats"
+        for side in sides
+    )
 
 
 def _is_training_flag(node: cst.BaseExpression) -> bool:
