@@ -8,6 +8,7 @@ import libcst as cst
 from bnlint.analysis.calls import argument, is_zero_literal
 from bnlint.analysis.frameworks import FUNCTIONAL_DROPOUT
 from bnlint.analysis.model import CallSite, FunctionInfo, SemanticModel
+from bnlint.analysis.names import dotted_name
 from bnlint.analysis.training_flag import FlagState, may_run_in_eval, training_flag
 from bnlint.rules.base import Finding, Rule
 from bnlint.rules.fixes import set_keyword
@@ -82,7 +83,11 @@ class FunctionalDropoutAlwaysOn(Rule):
         self, model: SemanticModel, site: CallSite, method: FunctionInfo
     ) -> Iterator[Finding]:
         problem = _problem(model, site)
-        if problem is None or not may_run_in_eval(method, site.node):
+        if (
+            problem is None
+            or not may_run_in_eval(method, site.node)
+            or _rate_left_at_zero(model, site)
+        ):
             return
         parameter, default, arg = problem.parameter, problem.default, problem.arg
         flag = f"{method.self_name}.training"
@@ -149,6 +154,30 @@ def _problem(model: SemanticModel, site: CallSite) -> _Problem | None:
     else:
         return None  # set by the caller, deliberate, or a required argument is missing
     return _Problem(text, parameter, default, arg)
+
+
+def _rate_left_at_zero(model: SemanticModel, site: CallSite) -> bool:
+    """The rate is a parameter of the method that defaults to 0, and no call of
+    the method in the file passes it: PyTorch's reference attention,
+    ``torch.dropout(w, dropout_p, train=True)``, called without ``dropout_p``."""
+    function, rate = site.function, argument(site.node, "p", 1)
+    if function is None or rate is None or not isinstance(rate.value, cst.Name):
+        return False
+    params = function.node.params
+    positional = [*params.posonly_params, *params.params]
+    declared = {p.name.value: p for p in (*positional, *params.kwonly_params)}
+    param = declared.get(rate.value.value)
+    if param is None or param.default is None or not is_zero_literal(param.default):
+        return False
+    # A call's positional arguments leave out ``self``.
+    position = positional.index(param) if param in positional else -1
+    if position >= 0 and function.self_name is not None:
+        position -= 1
+    return not any(
+        argument(call.node, param.name.value, position) is not None
+        for call in model.calls
+        if (dotted_name(call.node.func) or "").rsplit(".", 1)[-1] == function.name
+    )
 
 
 def _is_helper(function: FunctionInfo) -> bool:
