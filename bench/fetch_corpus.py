@@ -42,6 +42,11 @@ CORPORA: list[tuple[str, str, str]] = [
     ("avalanche-lib", "0.6.0", "continual-learning strategies and their tests"),
     ("flair", "0.15.1", "NLP ModelTrainer"),
     ("pytorch-metric-learning", "2.9.0", "metric-learning trainers and testers"),
+    ("lightly", "1.6.0", "self-supervised models, split batch norm"),
+    ("torchgeo", "0.8.1", "Lightning datamodules with per-stage transforms"),
+    ("pytorch-forecasting", "1.8.0", "time-series models, reference attention"),
+    ("stable-baselines3", "2.9.2", "RL policies that switch training mode"),
+    ("sentence-transformers", "6.2.0", "fit loops and evaluators"),
 ]
 
 BENCH = Path(__file__).resolve().parent
