@@ -136,14 +136,42 @@ _PIPELINE_BUILDERS = ("compose", "create_transform", "sequential")
 _TRANSFORM_LIBRARIES = ("torchvision.transforms", "albumentations", "timm.data", "kornia")
 
 
+# Steps that every transform library spells the same way and none makes random.
+_DETERMINISTIC_STEPS = frozenset(
+    {"Compose", "ToTensor", "PILToTensor", "ToImage", "ToDtype", "ConvertImageDtype"}
+    | {"Normalize", "Resize", "CenterCrop", "Grayscale"}
+)
+
+
 def _readable_pipeline(model: SemanticModel, name: str, site: DatasetSite) -> bool:
-    """Is ``name`` built, where we can see it, only from known transform code?"""
+    """Is ``name`` built, where we can see it, only from known transform code: a
+    transform library's, or steps every library spells alike (``catalyst``'s
+    ``Compose([ToTensor(), Normalize(...)])``)?"""
     values = assigned_values(model, name, site.call.function)
     return bool(values) and all(
         isinstance(value, cst.Call)
-        and (model.qualname(value.func) or "").startswith(_TRANSFORM_LIBRARIES)
+        and (
+            (model.qualname(value.func) or "").startswith(_TRANSFORM_LIBRARIES)
+            or _known_steps_only(value)
+        )
         for value in values
     )
+
+
+def _known_steps_only(call: cst.Call) -> bool:
+    """``Compose([ToTensor(), Normalize(m, s)])``: each call a deterministic step."""
+    step = (dotted_name(call.func) or "").rsplit(".", 1)[-1]
+    if step not in _DETERMINISTIC_STEPS:
+        return False
+    if step != "Compose":
+        return True  # its arguments are settings, not steps
+    steps = [
+        element.value
+        for arg in call.args
+        if isinstance(arg.value, cst.List | cst.Tuple)
+        for element in arg.value.elements
+    ]
+    return all(isinstance(step, cst.Call) and _known_steps_only(step) for step in steps)
 
 
 def _looks_like_transform(name: str, value: cst.BaseExpression | None) -> bool:
