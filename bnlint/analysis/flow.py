@@ -458,7 +458,7 @@ class Interpreter:
     def _construct(self, call: cst.Call, key: str, state: State) -> None:
         """``key = SomeClass(...)``: a model in training mode, or an object whose
         ``__init__`` sets or stores models (``self.model = model``)."""
-        fresh = self.analysis.fresh_instance(call, key)
+        fresh = self.analysis.fresh_instance(call, key, state)
         if fresh is not None:
             state.modes[key] = fresh
             return

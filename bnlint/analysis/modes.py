@@ -14,6 +14,7 @@ inference.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -491,15 +492,18 @@ class ModeAnalysis:
                 return None, key + dot + rest
         return None, None
 
-    def fresh_instance(self, call: cst.Call, target: str) -> ModeFact | None:
+    def fresh_instance(self, call: cst.Call, target: str, state: State) -> ModeFact | None:
         """``model = Net()`` with ``Net`` imported from code we cannot see: a module
-        in training mode if the file uses ``model`` as one (``model.parameters()``)."""
+        in training mode if the file uses ``model`` as one (``model.parameters()``),
+        unless it wraps a model that may be in another mode."""
         qualname = self.qualname(call.func)
         if qualname is not None and qualname.startswith((*_SELF_MANAGING, "torch.")):
             return None  # torch's own classes are known by name (``fresh_library_model``)
-        if looks_like_class(call.func) and target in self._evidence:
-            return ModeFact(Mode.TRAIN)
-        return None
+        if not looks_like_class(call.func) or target not in self._evidence:
+            return None
+        if any(_wraps_other_mode(arg, state) for arg in call.args):
+            return None  # what runs is the wrapped model, in its own mode
+        return ModeFact(Mode.TRAIN)
 
     def _project_summary(self, qualname: str) -> Summary | None:
         return self.model.project_summary(qualname)
@@ -937,6 +941,22 @@ class ModeAnalysis:
         # library side of inference, and a third of transformers has one.
         func = context.func if isinstance(context, cst.Call) else context
         return self.model.qualname(func) in GRAD_MODE_CONTEXTS
+
+
+_MODEL_NAME = re.compile(r"(^|_)(model|module|net|network)s?$")
+
+
+def _wraps_other_mode(arg: cst.Arg, state: State) -> bool:
+    """``Wrapper(model=nn_model)``: an argument that is a model not known to be in
+    training mode (the caller's, one in eval, or one we cannot follow)."""
+    key = dotted_name(arg.value)
+    if key is None:
+        return False
+    fact = state.fact(key)
+    if fact is not None:
+        return not fact.is_train
+    named = arg.keyword.value if arg.keyword is not None else key.rsplit(".", 1)[-1]
+    return _MODEL_NAME.search(named) is not None
 
 
 def _contains_loop(node: cst.CSTNode) -> bool:
