@@ -441,14 +441,10 @@ def _arguments_for(
     """The dotted names that calls of the top-level ``function`` pass to ``parameter``."""
     if function.cls is not None or function.parent is not None:
         return
-    position = function.parameter_names().index(parameter)
     for site in model.calls:
         if dotted_name(site.node.func) != function.name:
             continue
-        bound = keyword_arg(site.node, parameter)
-        args = positional_args(site.node)
-        if bound is None and position < len(args):
-            bound = args[position]
+        bound = function.argument_for(site.node, parameter)
         name = dotted_name(bound.value) if bound is not None else None
         if name is not None:
             yield site.function, name

@@ -33,7 +33,7 @@ _EVALUATION_FUNCTION = re.compile(
     r"|_(validate|validation|evaluate|evaluation|eval|test|predict|prediction|inference)$"
 )
 # Calls that pass an iterable through: ``enumerate(val_loader)``, ``tqdm(...)``.
-ITERABLE_WRAPPERS = frozenset(
+_ITERABLE_WRAPPERS = frozenset(
     {"enumerate", "tqdm", "iter", "zip", "islice", "track", "progress_bar", "trange", "list"}
 )
 
@@ -50,19 +50,28 @@ def is_evaluation_function(function: FunctionInfo | None, path: str) -> bool:
     return not (is_test_file(path) and function.name.startswith("test"))
 
 
+def without_iteration_wrappers(iterable: cst.BaseExpression) -> cst.BaseExpression:
+    """``train_loader`` for ``enumerate(tqdm(train_loader))``."""
+    while isinstance(iterable, cst.Call):
+        called = (dotted_name(iterable.func) or "").rsplit(".", 1)[-1]
+        args = positional_args(iterable)
+        if called not in _ITERABLE_WRAPPERS or not args:
+            break
+        iterable = args[0].value
+    return iterable
+
+
 def iterable_role(
     model: SemanticModel, iterable: cst.BaseExpression | None, scope: FunctionInfo | None
 ) -> Role | None:
     """Train or evaluation data, from the iterable's name or how it was built."""
-    for _ in range(4):  # through wrappers and one assignment
+    for _ in range(2):  # through one assignment
         if iterable is None:
             return None
+        iterable = without_iteration_wrappers(iterable)
         if isinstance(iterable, cst.Call):
             called = (dotted_name(iterable.func) or "").rsplit(".", 1)[-1]
             args = positional_args(iterable)
-            if called in ITERABLE_WRAPPERS and args:
-                iterable = args[0].value
-                continue
             by_arguments = role_from_arguments(iterable)
             if by_arguments is not None:
                 return by_arguments

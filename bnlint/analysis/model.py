@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import libcst as cst
 
+from bnlint.analysis.calls import argument, keyword_arg
 from bnlint.analysis.frameworks import is_framework_module_base
 from bnlint.analysis.names import ImportTable, dotted_name
 from bnlint.analysis.positions import Positions, SourceOrder
@@ -60,6 +61,19 @@ class FunctionInfo:
         p = self.node.params
         every = [*p.posonly_params, *p.params, *p.kwonly_params]
         return [param.name.value for param in every]
+
+    def argument_for(self, call: cst.Call, parameter: str) -> cst.Arg | None:
+        """What ``call``, a call of this function, passes for ``parameter``: by
+        keyword, or by position (a method's ``self`` is its receiver, not an argument)."""
+        if parameter not in self.parameter_names():
+            return None
+        p = self.node.params
+        positional = [param.name.value for param in (*p.posonly_params, *p.params)]
+        if self.self_name is not None:
+            positional = positional[1:]
+        if parameter in positional:
+            return argument(call, parameter, positional.index(parameter))
+        return keyword_arg(call, parameter)
 
 
 def _is_static(node: cst.FunctionDef) -> bool:

@@ -11,6 +11,7 @@ import enum
 
 import libcst as cst
 
+from bnlint.analysis.effects import without_moves
 from bnlint.analysis.frameworks import MODEL_FACTORIES, is_torch_module_class
 from bnlint.analysis.model import FunctionInfo, SemanticModel
 from bnlint.analysis.names import dotted_name
@@ -116,12 +117,7 @@ def values_at(
 
 
 def _kind_of_value(model: SemanticModel, value: cst.BaseExpression) -> Kind | None:
-    while (
-        isinstance(value, cst.Call)
-        and isinstance(value.func, cst.Attribute)
-        and (value.func.attr.value in {"to", "cuda", "cpu", "half", "float", "double"})
-    ):
-        value = value.func.value  # ``.to(device)`` and friends keep the kind
+    value = without_moves(value)  # ``.to(device)`` and friends keep the kind
     if not isinstance(value, cst.Call):
         return None
     qualified = model.qualname(value.func)

@@ -163,18 +163,13 @@ def _rate_left_at_zero(model: SemanticModel, site: CallSite) -> bool:
     function, rate = site.function, argument(site.node, "p", 1)
     if function is None or rate is None or not isinstance(rate.value, cst.Name):
         return False
-    params = function.node.params
-    positional = [*params.posonly_params, *params.params]
-    declared = {p.name.value: p for p in (*positional, *params.kwonly_params)}
-    param = declared.get(rate.value.value)
-    if param is None or param.default is None or not is_zero_literal(param.default):
+    name, params = rate.value.value, function.node.params
+    declared = (*params.posonly_params, *params.params, *params.kwonly_params)
+    default = next((p.default for p in declared if p.name.value == name), None)
+    if default is None or not is_zero_literal(default):
         return False
-    # A call's positional arguments leave out ``self``.
-    position = positional.index(param) if param in positional else -1
-    if position >= 0 and function.self_name is not None:
-        position -= 1
     return not any(
-        argument(call.node, param.name.value, position) is not None
+        function.argument_for(call.node, name) is not None
         for call in model.calls
         if (dotted_name(call.node.func) or "").rsplit(".", 1)[-1] == function.name
     )
@@ -192,8 +187,5 @@ def _passes_zero_rate(site: CallSite, helper: FunctionInfo, call: CallSite) -> b
     direct = isinstance(call.node.func, cst.Name) and call.node.func.value == helper.name
     if not direct or rate is None or not isinstance(rate.value, cst.Name):
         return False
-    names = [p.name.value for p in (*helper.node.params.posonly_params, *helper.node.params.params)]
-    name = rate.value.value
-    position = names.index(name) if name in names else -1
-    passed = argument(call.node, name, position) if position >= 0 else None
+    passed = helper.argument_for(call.node, rate.value.value)
     return passed is not None and is_zero_literal(passed.value)

@@ -9,7 +9,7 @@ from bnlint.analysis.calls import argument
 from bnlint.analysis.data import Role, is_data_name, role_from_name
 from bnlint.analysis.effects import is_training_step
 from bnlint.analysis.frameworks import DATA_LOADERS
-from bnlint.analysis.loops import ITERABLE_WRAPPERS, iterable_role
+from bnlint.analysis.loops import iterable_role, without_iteration_wrappers
 from bnlint.analysis.model import (
     Assignment,
     CallSite,
@@ -18,7 +18,6 @@ from bnlint.analysis.model import (
     StatementSite,
 )
 from bnlint.analysis.names import dotted_name, target_names
-from bnlint.analysis.walk import descendants
 from bnlint.rules.base import Anchor, Finding, FixPlan, NodeEdit, Rule
 
 _EVALUATION_FUNCTION = re.compile(
@@ -114,10 +113,16 @@ class EvaluationOnTrainingData(Rule):
         train, over training data, whose results are named for validation."""
         node = loop.node
         assert isinstance(node, cst.For)
-        data = _training_data(model, node.iter, loop.function)
-        if data is None or _trains(model, node) or not _accumulates_validation(model, node):
-            return
+        data = without_iteration_wrappers(node.iter)
         name = dotted_name(data)
+        if (
+            name is None
+            or not is_data_name(name)
+            or iterable_role(model, data, loop.function) is not Role.TRAIN
+            or _trains(model, loop)
+            or not _accumulates_validation(model, loop)
+        ):
+            return
         yield Finding(
             data,
             f"validation runs on the training data `{name}`: " + _CONSEQUENCE,
@@ -125,43 +130,29 @@ class EvaluationOnTrainingData(Rule):
         )
 
 
-def _training_data(
-    model: SemanticModel, iterable: cst.BaseExpression, function: FunctionInfo | None
-) -> cst.BaseExpression | None:
-    """The training loader a loop iterates, directly or through ``enumerate``/``tqdm``."""
-    while isinstance(iterable, cst.Call) and iterable.args:
-        called = (dotted_name(iterable.func) or "").rsplit(".", 1)[-1]
-        if called not in ITERABLE_WRAPPERS:
-            return None
-        iterable = iterable.args[0].value
-    name = dotted_name(iterable)
-    if name is None or not is_data_name(name):
-        return None
-    return iterable if iterable_role(model, iterable, function) is Role.TRAIN else None
+def _in_body(model: SemanticModel, loop: StatementSite, node: cst.CSTNode) -> bool:
+    body = loop.node.body  # type: ignore[attr-defined]
+    within = loop.function.node if loop.function is not None else None
+    return model.order.contains(body, node, within=within)
 
 
-def _trains(model: SemanticModel, loop: cst.For) -> bool:
+def _trains(model: SemanticModel, loop: StatementSite) -> bool:
     """A training step, or a call to something named for training, in the loop."""
-    for node in descendants(loop.body):
-        if isinstance(node, cst.Call):
-            callee = (dotted_name(node.func) or "").rsplit(".", 1)[-1]
-            if is_training_step(node, model.qualname(node.func)) or (
-                role_from_name(callee) is Role.TRAIN
-            ):
-                return True
-    return False
+    return any(
+        is_training_step(site.node, site.qualname)
+        or role_from_name((dotted_name(site.node.func) or "").rsplit(".", 1)[-1]) is Role.TRAIN
+        for site in model.calls
+        if site.function is loop.function and _in_body(model, loop, site.node)
+    )
 
 
-def _accumulates_validation(model: SemanticModel, loop: cst.For) -> bool:
+def _accumulates_validation(model: SemanticModel, loop: StatementSite) -> bool:
     """The loop assigns a name for validation results: ``val_loss += ...``."""
     return any(
         role_from_name(name) is Role.EVAL and not is_data_name(name)
-        for node in descendants(loop.body)
-        if isinstance(node, cst.Assign | cst.AugAssign | cst.AnnAssign)
-        for target in (
-            [t.target for t in node.targets] if isinstance(node, cst.Assign) else [node.target]
-        )
-        for name in target_names(target)
+        for assignment in model.assignments
+        if assignment.function is loop.function and _in_body(model, loop, assignment.statement)
+        for name in target_names(assignment.target)
     )
 
 
