@@ -79,6 +79,14 @@ def lint_source_with_facts(
         return found
 
 
+class _NotAnalysed(Exception):
+    """The file gets this input diagnostic (or nothing) instead of the rules' findings."""
+
+    def __init__(self, diagnostic: Diagnostic | None) -> None:
+        super().__init__(diagnostic)
+        self.diagnostic = diagnostic
+
+
 def _lint_source(
     source: str,
     path: str,
@@ -91,46 +99,64 @@ def _lint_source(
     if has_skip_file(source):
         return [], None
     rules = _rules_for(source, path, config)
-    if rules and len(source) > MAX_ANALYSED_CHARACTERS:
-        return _select([_too_large_to_analyse(path, len(source))], path, config), None
-    # Python's parser first where nesting may be deep: past Python's limits
-    # LibCST's native parser takes minutes, or overflows its stack and kills the
-    # whole run (a segfault). Elsewhere it would only add a tenth to the parse.
-    python_error = _ast_syntax_error(source) if not rules or _may_nest_deeply(source) else None
-    if not rules or _beyond_parser_limits(python_error):
-        error = [_syntax_diagnostic(path, *python_error)] if python_error else []
-        return _select(error, path, config), None
-    kept = trees.get(path, source) if trees is not None else None
-    if kept is not None:
-        model = kept.for_project(project)
-    else:
-        try:
-            module = parse_module(source)
-        except (cst.ParserSyntaxError, RecursionError, MemoryError) as error:
-            return _select(
-                [_syntax_diagnostic(path, *_describe_parse_error(source, error))], path, config
-            ), None
-        model = SemanticModel(module, path, package, project)
-    module = model.module
-    # LibCST drops form feeds before a statement at column 0, shifting the
-    # positions on that line: fixes there would edit the wrong characters.
-    fixable = "\f" not in source or module.code == source
-    diagnostics = []
-    for rule in rules:
-        try:
-            findings = list(rule.check(model))
-            diagnostics.extend(
-                _to_diagnostic(rule, f, model, source, path, fixable) for f in findings
-            )
-        except Exception as error:
-            if not _ran_out_of_stack(error):
-                raise
-            return _select([_too_deep_to_analyse(path, rule.code)], path, config), None
+    try:
+        model = _model_for(source, path, package, project, trees, analysed=bool(rules))
+        diagnostics = _findings(rules, model, source, path)
+    except _NotAnalysed as reason:
+        return _select([reason.diagnostic] if reason.diagnostic else [], path, config), None
     selected = sorted(_select(diagnostics, path, config), key=lambda d: d.sort_key)
     facts = model.project_facts()
     if trees is not None and facts is not None and facts.dependencies:
         trees.keep(path, source, model, likely=facts.sensitive)  # a project round may re-lint it
     return (_apply_noqa(selected, source) if noqa else selected), facts
+
+
+def _model_for(
+    source: str,
+    path: str,
+    package: str | None,
+    project: ProjectIndex | None,
+    trees: KeptTrees | None,
+    analysed: bool,
+) -> SemanticModel:
+    """The file's semantic model, from its kept tree if a round kept one. Raises
+    ``_NotAnalysed`` for a file no rule reads (``analysed`` false: only its
+    syntax is checked) or one that cannot be parsed safely."""
+    if analysed and len(source) > MAX_ANALYSED_CHARACTERS:
+        raise _NotAnalysed(_too_large_to_analyse(path, len(source)))
+    # Python's parser first where nesting may be deep: past Python's limits
+    # LibCST's native parser takes minutes, or overflows its stack and kills the
+    # whole run (a segfault). Elsewhere it would only add a tenth to the parse.
+    python_error = _ast_syntax_error(source) if not analysed or _may_nest_deeply(source) else None
+    if not analysed or _beyond_parser_limits(python_error):
+        raise _NotAnalysed(_syntax_diagnostic(path, *python_error) if python_error else None)
+    kept = trees.get(path, source) if trees is not None else None
+    if kept is not None:
+        return kept.for_project(project)
+    try:
+        module = parse_module(source)
+    except (cst.ParserSyntaxError, RecursionError, MemoryError) as error:
+        where = _describe_parse_error(source, error)
+        raise _NotAnalysed(_syntax_diagnostic(path, *where)) from None
+    return SemanticModel(module, path, package, project)
+
+
+def _findings(rules: list[Rule], model: SemanticModel, source: str, path: str) -> list[Diagnostic]:
+    """Every rule's findings as diagnostics, before selection and noqa."""
+    # LibCST drops form feeds before a statement at column 0, shifting the
+    # positions on that line: fixes there would edit the wrong characters.
+    fixable = "\f" not in source or model.module.code == source
+    diagnostics = []
+    for rule in rules:
+        try:
+            diagnostics.extend(
+                _to_diagnostic(rule, f, model, source, path, fixable) for f in rule.check(model)
+            )
+        except Exception as error:
+            if not _ran_out_of_stack(error):
+                raise
+            raise _NotAnalysed(_too_deep_to_analyse(path, rule.code)) from None
+    return diagnostics
 
 
 def parse_module(source: str) -> cst.Module:
