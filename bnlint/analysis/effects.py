@@ -332,9 +332,28 @@ _NOT_A_NETWORK = re.compile(
 )
 
 
+# Attributes that hold tensors, not sub-modules: ``model.fc.weight.t()`` is
+# arithmetic on a parameter, not a forward pass.
+PARAMETER_ATTRIBUTES = frozenset({"weight", "bias"})
+_TENSOR_ATTRIBUTES = PARAMETER_ATTRIBUTES | {"data", "grad", "running_mean", "running_var"}
+# Callables that switch autograd off themselves: diffusers' and transformers'
+# pipelines (``pipeline(prompt)``, ``pipe(image)``).
+_RUNS_WITHOUT_GRAD = re.compile(r"(^|_)(pipe|pipeline)$", re.IGNORECASE)
+
+
 def is_plumbing(key: str) -> bool:
-    """``model.data_preprocessor``, ``criterion``: called, but not a model."""
-    return _NOT_A_NETWORK.search(key.rsplit(".", 1)[-1]) is not None
+    """``model.data_preprocessor``, ``criterion``, ``tokenizer.batch_decode``,
+    ``model.prototypes.weight.t``: called, but not a model. Plumbing or
+    bookkeeping, a method of one, or a method of a tensor that a module holds."""
+    root, *attributes = key.split(".")
+    return any(
+        _NOT_A_NETWORK.search(part) for part in (root, *attributes)
+    ) or not _TENSOR_ATTRIBUTES.isdisjoint(attributes)
+
+
+def runs_without_grad(key: str) -> bool:
+    """``pipeline(prompt)``: a pipeline runs its models under ``torch.no_grad()``."""
+    return _RUNS_WITHOUT_GRAD.search(key.rsplit(".", 1)[-1]) is not None
 
 
 def looks_like_class(func: cst.BaseExpression) -> bool:

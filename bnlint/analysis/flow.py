@@ -30,6 +30,7 @@ from bnlint.analysis.effects import (
     is_pure_call,
     is_training_step,
     mode_switch,
+    runs_without_grad,
     switched_mode,
     without_moves,
 )
@@ -644,6 +645,8 @@ class Interpreter:
         fact = self.analysis.fact(state, key, self.function_key)
         if fact is None or not self.analysis.may_be_model(key, fact, self.function_key):
             return False
+        if runs_without_grad(key):
+            grad = Grad.OFF
         self._record_model_call(node, key, fact, grad, used)
         return True
 

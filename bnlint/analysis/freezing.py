@@ -29,7 +29,7 @@ import libcst as cst
 
 from bnlint.analysis.architectures import BATCH_NORM_CLASSES, contains_batch_norm
 from bnlint.analysis.calls import is_zero_literal, keyword_arg, positional_args
-from bnlint.analysis.effects import switched_mode
+from bnlint.analysis.effects import PARAMETER_ATTRIBUTES, switched_mode
 from bnlint.analysis.model import FunctionInfo, SemanticModel
 from bnlint.analysis.names import dotted_name
 from bnlint.analysis.state import Mode, is_under
@@ -40,7 +40,6 @@ Scope = FunctionInfo | None
 REQUIRES_GRAD = "requires_grad"
 _PARAMETER_ITERATORS = frozenset({"parameters", "named_parameters"})
 _MODULE_ITERATORS = frozenset({"modules", "named_modules", "children", "named_children"})
-_PARAMETER_ATTRIBUTES = frozenset({"weight", "bias"})
 # Name filters that pick the norm layers' parameters (``bn1.weight``, ``norm.bias``).
 _NORM_NAME = re.compile(r"bn|norm", re.IGNORECASE)
 # Sub-modules of the BatchNorm architectures (torchvision, timm) that hold
@@ -182,7 +181,7 @@ def _freeze_of(
     model: SemanticModel, frozen: cst.BaseExpression, node: cst.CSTNode, scope: Scope
 ) -> GradFreeze | None:
     """What freezing ``frozen`` (a parameter, a loop variable, a module) freezes."""
-    if isinstance(frozen, cst.Attribute) and frozen.attr.value in _PARAMETER_ATTRIBUTES:
+    if isinstance(frozen, cst.Attribute) and frozen.attr.value in PARAMETER_ATTRIBUTES:
         frozen = frozen.value  # ``m.weight``: the module ``m``
     name = dotted_name(frozen)
     if name is None:

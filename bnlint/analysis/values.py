@@ -11,7 +11,7 @@ import enum
 
 import libcst as cst
 
-from bnlint.analysis.effects import without_moves
+from bnlint.analysis.effects import PARAMETER_ATTRIBUTES, without_moves
 from bnlint.analysis.frameworks import MODEL_FACTORIES, is_torch_module_class
 from bnlint.analysis.model import FunctionInfo, SemanticModel
 from bnlint.analysis.names import dotted_name
@@ -35,13 +35,12 @@ _ITERATORS = {
     "children": Kind.MODULE,
     "named_children": Kind.MODULE,
 }
-_PARAMETER_ATTRIBUTES = frozenset({"weight", "bias"})
 
 
 def kind_of(
     model: SemanticModel, expr: cst.BaseExpression, scope: FunctionInfo | None
 ) -> Kind | None:
-    if isinstance(expr, cst.Attribute) and expr.attr.value in _PARAMETER_ATTRIBUTES:
+    if isinstance(expr, cst.Attribute) and expr.attr.value in PARAMETER_ATTRIBUTES:
         return Kind.PARAMETER
     name = dotted_name(expr)
     if name is None:

@@ -36,8 +36,11 @@ class EvalLoopWithoutNoGrad(Rule):
     ## Known problems
     Loops that compute gradients on purpose (`torch.autograd.grad`,
     `requires_grad_()`: adversarial evaluation, saliency maps) and loops with a
-    training step are not evaluation. A function that leaves autograd to its
-    callers is quiet when no caller is visible (flake8, stdin, a single file);
+    training step are not evaluation. Hugging Face's `model.generate(...)` and
+    pipelines (`pipeline(prompt)`, `pipe(image)`) switch autograd off themselves,
+    and a tokenizer's or a loss's methods are not the model. A function that
+    leaves autograd to its callers is quiet when no caller is visible (flake8,
+    stdin, a single file);
     grad modes set by decorators or context managers bnlint does not know are
     unknown, and unknown is never reported.
 
