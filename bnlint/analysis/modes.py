@@ -467,11 +467,11 @@ class ModeAnalysis:
                 return ModeFact(library), None
             is_module = self._project_class(qualname)
             if is_module is not None:
-                return (ModeFact(Mode.TRAIN) if is_module else None), None
+                return (_built_module(call, state) if is_module else None), None
         local_class = self._classes_by_name.get(dotted_name(func) or "")
         if local_class is not None:
             is_module = local_class in self.model.module_classes
-            return (ModeFact(Mode.TRAIN) if is_module else None), None
+            return (_built_module(call, state) if is_module else None), None
         if isinstance(func, cst.Attribute) and func.attr.value == "load_from_checkpoint":
             # Lightning restores a module in training mode.
             owner = self._classes_by_name.get(dotted_name(func.value) or "")
@@ -501,9 +501,7 @@ class ModeAnalysis:
             return None  # torch's own classes are known by name (``fresh_library_model``)
         if not looks_like_class(call.func) or target not in self._evidence:
             return None
-        if any(_wraps_other_mode(arg, state) for arg in call.args):
-            return None  # what runs is the wrapped model, in its own mode
-        return ModeFact(Mode.TRAIN)
+        return _built_module(call, state)
 
     def _project_summary(self, qualname: str) -> Summary | None:
         return self.model.project_summary(qualname)
@@ -944,6 +942,14 @@ class ModeAnalysis:
 
 
 _MODEL_NAME = re.compile(r"(^|_)(model|module|net|network)s?$")
+
+
+def _built_module(call: cst.Call, state: State) -> ModeFact | None:
+    """A module just built is in training mode, unless it wraps a model that may
+    be in another mode: what runs then is the wrapped model, in its own mode."""
+    if any(_wraps_other_mode(arg, state) for arg in call.args):
+        return None
+    return ModeFact(Mode.TRAIN)
 
 
 def _wraps_other_mode(arg: cst.Arg, state: State) -> bool:
