@@ -5,7 +5,7 @@ from collections.abc import Iterator
 
 import libcst as cst
 
-from bnlint.analysis.calls import argument
+from bnlint.analysis.calls import argument, keyword_arg
 from bnlint.analysis.data import Role, is_data_name, role_from_name
 from bnlint.analysis.effects import is_training_step
 from bnlint.analysis.frameworks import DATA_LOADERS
@@ -46,9 +46,13 @@ class EvaluationOnTrainingData(Rule):
     Roles come from names (`train_*`, `val_*`, `test_*`, `eval_*`). Measuring train
     accuracy on purpose is fine when it is named so (`train_acc = evaluate(model,
     train_loader)`), and so are splits of one dataset (`random_split`, `Subset` with
-    index lists, k-fold), which build new objects. A loop over the training loader is
-    judged by what it adds up: `train_correct += ...` is train accuracy, and a loop
-    with a backward pass, an optimizer step or a call named for training trains.
+    index lists, k-fold), which build new objects, and a loader with its own
+    sampler (`DataLoader(train_data, sampler=valid_sampler)`), which reads the
+    held-out part. A training loader passed for a parameter named for training
+    (`eval_linear(train_data_loader=...)`) is training data on purpose. A loop over
+    the training loader is judged by what it adds up: `train_correct += ...` is train
+    accuracy, and a loop with a backward pass, an optimizer step or a call named for
+    training trains.
 
     ## Fix safety
     When exactly one validation or test loader is in scope, the fix passes it in
@@ -81,7 +85,11 @@ class EvaluationOnTrainingData(Rule):
         if source is not None and is_data_name(source) and role_from_name(source) is Role.TRAIN:
             yield Finding(value, f"`{target}` is the training data `{source}`: " + _CONSEQUENCE)
             return
-        if isinstance(value, cst.Call) and model.qualname(value.func) in DATA_LOADERS:
+        if (
+            isinstance(value, cst.Call)
+            and model.qualname(value.func) in DATA_LOADERS
+            and not any(keyword_arg(value, name) for name in _SPLITTING_SAMPLERS)
+        ):
             dataset = argument(value, "dataset", 0)
             name = dotted_name(dataset.value) if dataset else None
             if name is not None and role_from_name(name) is Role.TRAIN:
@@ -98,6 +106,8 @@ class EvaluationOnTrainingData(Rule):
             if name is None or not is_data_name(name) or role_from_name(name) is not Role.TRAIN:
                 continue
             keyword = arg.keyword.value if arg.keyword else None
+            if keyword is not None and role_from_name(keyword) is Role.TRAIN:
+                continue  # ``eval_linear(train_data_loader=...)`` trains on it
             evaluation_keyword = keyword is not None and role_from_name(keyword) is Role.EVAL
             if evaluation_keyword or (
                 _EVALUATION_FUNCTION.match(called) and _stored_as_validation(model, site.node)
@@ -156,6 +166,9 @@ def _accumulates_validation(model: SemanticModel, loop: StatementSite) -> bool:
     )
 
 
+# A loader with its own sampler reads the part of the dataset the sampler picks:
+# ``DataLoader(train_data, sampler=valid_sampler)`` is the held-out split.
+_SPLITTING_SAMPLERS = ("sampler", "batch_sampler")
 _CONSEQUENCE = (
     "the validation numbers measure memorisation, not generalisation; use the validation loader"
 )
