@@ -175,6 +175,7 @@ _RANDOM_FACTORIES = {
     "create_transform": "is_training",
 }
 _RANDOM_FACTORY_NAMES = frozenset({"transforms_imagenet_train"})
+_LIST_GROWERS = frozenset({"append", "insert", "extend"})
 
 
 def random_transform_in(
@@ -191,7 +192,7 @@ def _random_in(
     if depth > 4:
         return None
     if isinstance(expr, cst.Name | cst.Attribute):
-        for value in values_at(model, expr, scope):
+        for value in (*values_at(model, expr, scope), *_added_steps(model, expr, scope)):
             found = _random_in(model, value, scope, depth + 1)
             if found:
                 return found
@@ -212,6 +213,23 @@ def _random_in(
         if found:
             return found
     return None
+
+
+def _added_steps(
+    model: SemanticModel, steps: cst.BaseExpression, scope: FunctionInfo | None
+) -> list[cst.BaseExpression]:
+    """``steps.insert(0, RandomCrop(32))``: what calls in ``scope`` add to a list
+    of steps."""
+    name = dotted_name(steps)
+    return [
+        arg.value
+        for site in model.calls
+        if site.function is scope
+        and isinstance(site.node.func, cst.Attribute)
+        and site.node.func.attr.value in _LIST_GROWERS
+        and dotted_name(site.node.func.value) == name
+        for arg in site.node.args
+    ]
 
 
 def _is_random_transform(name: str, call: cst.Call) -> bool:

@@ -14,7 +14,7 @@ from bnlint.analysis.data import (
 )
 from bnlint.analysis.model import SemanticModel
 from bnlint.analysis.names import dotted_name
-from bnlint.analysis.values import assigned_values
+from bnlint.analysis.values import values_at
 from bnlint.diagnostic import Severity
 from bnlint.rules.base import Anchor, Finding, FixPlan, NodeEdit, Rule
 
@@ -83,11 +83,11 @@ class EvaluationWithTrainAugmentation(Rule):
         if random is not None:
             through = f" (through `{transform_name}`)" if transform_name else ""
             problem = f"{dataset} is built with random augmentation `{random}`{through}"
-        elif transform_name is None or _readable_pipeline(model, transform_name, site):
+        elif transform_name is None or _readable_pipeline(model, site):
             return None  # a pipeline we can read, and it is deterministic
-        elif transform_name in train_transforms and role_from_name(transform_name) is not Role.EVAL:
-            # Shared, but named for evaluation (``_test_to_tensor``): the eval
-            # transform reused for training, not augmentation leaking into eval.
+        elif transform_name in train_transforms and not _built_for_evaluation(model, site):
+            # Shared, but named or built for evaluation: the eval transform
+            # reused for training, not augmentation leaking into eval.
             problem = f"{dataset} is built with the training transform `{transform_name}`"
             severity = Severity.WARNING  # we cannot see whether that transform is random
         elif transform_name and role_from_name(transform_name) is Role.TRAIN:
@@ -143,11 +143,28 @@ _DETERMINISTIC_STEPS = frozenset(
 )
 
 
-def _readable_pipeline(model: SemanticModel, name: str, site: DatasetSite) -> bool:
-    """Is ``name`` built, where we can see it, only from known transform code: a
-    transform library's, or steps every library spells alike (``catalyst``'s
-    ``Compose([ToTensor(), Normalize(...)])``)?"""
-    values = assigned_values(model, name, site.call.function)
+def _built_for_evaluation(model: SemanticModel, site: DatasetSite) -> bool:
+    """``_test_to_tensor``, or ``transform = make_classification_eval_transform()``
+    (also as the fallback in ``transform or make_eval_transform()``)."""
+    if role_from_name(dotted_name(site.transform.value) or "") is Role.EVAL:
+        return True
+    values = values_at(model, site.transform.value, site.call.function)
+    return bool(values) and all(_evaluation_factory_call(value) for value in values)
+
+
+def _evaluation_factory_call(value: cst.BaseExpression) -> bool:
+    if isinstance(value, cst.BooleanOperation):
+        value = value.right  # the default a missing transform falls back to
+    if not isinstance(value, cst.Call):
+        return False
+    return role_from_name((dotted_name(value.func) or "").rsplit(".", 1)[-1]) is Role.EVAL
+
+
+def _readable_pipeline(model: SemanticModel, site: DatasetSite) -> bool:
+    """Is the transform, as it is where the dataset is built, made only from known
+    transform code: a transform library's, or steps every library spells alike
+    (``catalyst``'s ``Compose([ToTensor(), Normalize(...)])``)?"""
+    values = values_at(model, site.transform.value, site.call.function)
     return bool(values) and all(
         isinstance(value, cst.Call)
         and (
