@@ -97,13 +97,10 @@ def _contains(
     name = dotted_name(expr)
     if name is None:
         return None
-    for value in assigned_values(model, name, scope):
-        found = _contains(model, value, scope, depth + 1)
-        if found is not None:
-            return found
-    if isinstance(expr, cst.Attribute):
+    found = _any_contains(model, assigned_values(model, name, scope), scope, depth)
+    if found is None and isinstance(expr, cst.Attribute):
         return _attribute_contains(model, expr, scope, depth)
-    return None
+    return found
 
 
 def _call_contains(
@@ -128,7 +125,24 @@ def _call_contains(
     local = next((c for c in model.module_classes if c.name == dotted_name(call.func)), None)
     if local is not None:
         return class_has_batch_norm(model, local, depth + 1)
-    return None
+    if not qualified and isinstance(call.func, cst.Name):  # ``act = nn.ReLU`` ... ``act()``
+        classes = assigned_values(model, call.func.value, scope)
+        layers = [_torch_layer_has_batch_norm(model.qualname(c) or "") for c in classes]
+        return False if layers and all(has is False for has in layers) else None
+    return _torch_layer_has_batch_norm(qualified)
+
+
+def _torch_layer_has_batch_norm(qualified: str) -> bool | None:
+    """``torch.nn.Linear``, ``torch.nn.ReLU``: one of torch's own layers, which is
+    a BatchNorm or has none. Containers and anything else: we cannot tell."""
+    package, _, layer = qualified.rpartition(".")
+    if package not in ("torch.nn", "torch.nn.modules") and not package.startswith(
+        "torch.nn.modules."
+    ):
+        return None
+    if not layer[:1].isupper() or layer.startswith("Module"):
+        return None
+    return "BatchNorm" in layer
 
 
 def _architecture_name(call: cst.Call, qualified: str) -> str | None:
@@ -149,10 +163,12 @@ def _architecture_name(call: cst.Call, qualified: str) -> str | None:
 def _any_contains(
     model: SemanticModel, exprs: list[cst.BaseExpression], scope: FunctionInfo | None, depth: int
 ) -> bool | None:
-    for expr in exprs:
-        if _contains(model, expr, scope, depth + 1):
-            return True
-    return None
+    """True when one of ``exprs`` has BatchNorm, False when we can see that none
+    has, else None."""
+    found = [_contains(model, expr, scope, depth + 1) for expr in exprs]
+    if True in found:
+        return True
+    return False if found and all(has is False for has in found) else None
 
 
 def _attribute_contains(

@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import libcst as cst
 
+from bnlint.analysis.architectures import contains_batch_norm
 from bnlint.analysis.effects import mode_switch
 from bnlint.analysis.flow import ModelCall
 from bnlint.analysis.model import SemanticModel
@@ -44,8 +45,10 @@ class WholeModelTrainForMcDropout(Rule):
     BatchNorm recalibration, as `torch.optim.swa_utils.update_bn` does on
     purpose, and are not reported. Enabling only the dropout modules
     (`if isinstance(m, nn.Dropout): m.train()`) is the correct form and is not
-    reported. The model's layers are not checked: a model with no BatchNorm is
-    reported too, and the fix is still the safer habit.
+    reported. A model built where we can see it from torch's own layers with no
+    BatchNorm among them (`nn.Sequential(nn.Linear(...), nn.Dropout(...))`) is
+    not reported: `.train()` switches on only its dropout. A model whose layers
+    we cannot see is reported, and the fix is still the safer habit.
 
     ## Fix safety
     The fix replaces `model.train()` with `model.eval()` followed by a loop that
@@ -70,6 +73,8 @@ class WholeModelTrainForMcDropout(Rule):
                 switch = call.fact.switch
                 if switch is None or switch in reported or not _at_inference(flow, call):
                     continue
+                if _without_batch_norm(model, flow, switch):
+                    continue  # training mode then switches on dropout and nothing else
                 reported.add(switch)
                 yield Finding(
                     switch,
@@ -89,6 +94,13 @@ def _at_inference(flow: FunctionFlow, call: ModelCall) -> bool:
         or flow.roles.evaluation(call) is not None
         or flow.roles.evaluation_function
     )
+
+
+def _without_batch_norm(model: SemanticModel, flow: FunctionFlow, switch: cst.Call) -> bool:
+    """``net.train()`` where ``net`` is built, where we can see it, without BatchNorm."""
+    func = switch.func
+    receiver = func.value if isinstance(func, cst.Attribute) else None
+    return receiver is not None and contains_batch_norm(model, receiver, flow.scope) is False
 
 
 def _fix(model: SemanticModel, flow: FunctionFlow, switch: cst.Call, key: str) -> FixPlan | None:
