@@ -266,6 +266,24 @@ class SemanticModel:
         """The source text of ``node`` (whitespace it owns included)."""
         return self.module.code_for_node(node)
 
+    def guarding_tests(self, node: cst.CSTNode, function: FunctionInfo | None) -> list[str]:
+        """The tests of the ``if`` branches that hold ``node`` in ``function``,
+        outermost first (``elif x:`` holds its body under ``x``)."""
+        within = function.node if function is not None else None
+        current: cst.CSTNode = within if within is not None else self.module
+        tests = []
+        while current is not node:
+            below = next(
+                (c for c in children(current) if self.order.contains(c, node, within=within)),
+                None,
+            )
+            if below is None:
+                return []
+            if isinstance(current, cst.If) and below is current.body:
+                tests.append(self.code(current.test).strip())
+            current = below
+        return tests
+
     @cached_property
     def modes(self) -> ModeAnalysis:
         """The flow-sensitive mode analysis (BNL001-BNL006), run on first use."""

@@ -14,7 +14,7 @@ from bnlint.analysis.freezing import (
     overrides_train_with_eval,
     related,
 )
-from bnlint.analysis.model import SemanticModel
+from bnlint.analysis.model import CallSite, SemanticModel
 from bnlint.analysis.names import dotted_name
 from bnlint.analysis.state import Mode
 from bnlint.rules.base import Finding, Rule
@@ -67,7 +67,9 @@ class FrozenBnStillUpdates(Rule):
     a part of it), on the BatchNorm layers of a `.modules()` loop, a helper named
     for it (`freeze_bn`, `set_bn_eval`), a `FrozenBatchNorm2d` swap, or a `train()`
     override that calls `.eval()` keeps the rule quiet: whether a later `.train()`
-    undoes it is BNL102's question. A module that is unfrozen again
+    undoes it is BNL102's question. So does `.eval()` on the whole model when the
+    test that freezes also chooses it (`if args.weights == "freeze": model.eval()`);
+    an `.eval()` for validation does not. A module that is unfrozen again
     (`requires_grad = True` on it or on a module holding it: a GAN's alternating
     steps) is not reported; unfreezing only a part (the new head) is. EMA and
     momentum copies (`model_ema`, MoCo's `encoder_k`, a module whose parameters are
@@ -99,7 +101,7 @@ class FrozenBnStillUpdates(Rule):
             identity = (freeze.scope, freeze.key, freeze.norms_only)
             if identity in reported or not _trains(model, frozen, trained):
                 continue
-            if _put_in_eval(model, frozen, evaluated, trained):
+            if _put_in_eval(model, freeze, evaluated, trained):
                 continue
             if is_averaged_copy(model, frozen) or _unfrozen(model, frozen, unfrozen):
                 continue
@@ -151,9 +153,9 @@ def _unfrozen(model: SemanticModel, frozen: Place, unfrozen: list[Place]) -> boo
     return any(related(model, frozen, u) for u in unfrozen)
 
 
-def _eval_receivers(model: SemanticModel) -> list[Place]:
+def _eval_receivers(model: SemanticModel) -> list[tuple[CallSite, Place]]:
     return [
-        Place(site.function, receiver)
+        (site, Place(site.function, receiver))
         for site in model.calls
         if switched_mode(site.node) is Mode.EVAL
         and (receiver := dotted_name(site.node.func.value)) is not None  # type: ignore[attr-defined]
@@ -161,13 +163,22 @@ def _eval_receivers(model: SemanticModel) -> list[Place]:
 
 
 def _put_in_eval(
-    model: SemanticModel, frozen: Place, evaluated: list[Place], trained: list[Place]
+    model: SemanticModel,
+    freeze: GradFreeze,
+    evaluated: list[tuple[CallSite, Place]],
+    trained: list[Place],
 ) -> bool:
     """``.eval()`` on the frozen module or a part of it, other than the whole
-    trained model (that ``.eval()`` is for validation, and ``.train()`` follows)."""
-    for place in evaluated:
+    trained model (that ``.eval()`` is for validation, and ``.train()`` follows)
+    unless the test that freezes also chooses it: ``if args.weights == "freeze":
+    model.eval()`` (barlowtwins' linear evaluation)."""
+    frozen = Place(freeze.scope, freeze.key)
+    for site, place in evaluated:
         if not related(model, place, frozen):
             continue
         if not any(related(model, t, place) for t in trained):
+            return True
+        chosen_by = model.guarding_tests(site.node, site.function)[-1:]
+        if chosen_by and chosen_by[0] in model.guarding_tests(freeze.node, freeze.scope):
             return True
     return False
