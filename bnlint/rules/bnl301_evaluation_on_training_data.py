@@ -52,7 +52,9 @@ class EvaluationOnTrainingData(Rule):
     (`eval_linear(train_data_loader=...)`) is training data on purpose. A loop over
     the training loader is judged by what it adds up: `train_correct += ...` is train
     accuracy, and a loop with a backward pass, an optimizer step or a call named for
-    training trains.
+    training trains. An evaluation function given the validation data too
+    (`train_loss, val_loss = evaluate_model(model, train_loader, val_loader)`)
+    measures both on purpose.
 
     ## Fix safety
     When exactly one validation or test loader is in scope, the fix passes it in
@@ -101,6 +103,12 @@ class EvaluationOnTrainingData(Rule):
 
     def _evaluation_call(self, model: SemanticModel, site: CallSite) -> Iterator[Finding]:
         called = (dotted_name(site.node.func) or "").rsplit(".", 1)[-1].lower()
+        # ``evaluate_model(model, train_loader, val_loader)``: both splits, on purpose.
+        given_evaluation_data = any(
+            is_data_name(name) and role_from_name(name) is Role.EVAL
+            for arg in site.node.args
+            if (name := dotted_name(arg.value)) is not None
+        )
         for arg in site.node.args:
             name = dotted_name(arg.value)
             if name is None or not is_data_name(name) or role_from_name(name) is not Role.TRAIN:
@@ -110,7 +118,9 @@ class EvaluationOnTrainingData(Rule):
                 continue  # ``eval_linear(train_data_loader=...)`` trains on it
             evaluation_keyword = keyword is not None and role_from_name(keyword) is Role.EVAL
             if evaluation_keyword or (
-                _EVALUATION_FUNCTION.match(called) and _stored_as_validation(model, site.node)
+                not given_evaluation_data
+                and _EVALUATION_FUNCTION.match(called)
+                and _stored_as_validation(model, site.node)
             ):
                 yield Finding(
                     arg.value,
