@@ -215,6 +215,26 @@ def _random_in(
     return None
 
 
+# Calls that draw random numbers: ``np.random.rand``, ``torch.randn``,
+# ``random.choice``, ``x.normal_()``, a ``RandomCrop``, a ``ColorJitter``.
+_DRAWS_RANDOM = re.compile(
+    r"rand|shuffle|choice|uniform|bernoulli|multinomial|normal_|jitter|noise", re.IGNORECASE
+)
+
+
+def draws_random(model: SemanticModel, function: FunctionInfo) -> bool | None:
+    """Does ``function`` call anything random? None when it defines functions of
+    its own, whose calls we do not follow."""
+    if any(other.parent is function for other in model.functions):
+        return None
+    return any(
+        _DRAWS_RANDOM.search(dotted_name(site.node.func) or "") is not None
+        or random_transform_in(model, site.node, function) is not None
+        for site in model.calls
+        if site.function is function
+    )
+
+
 def _added_steps(
     model: SemanticModel, steps: cst.BaseExpression, scope: FunctionInfo | None
 ) -> list[cst.BaseExpression]:

@@ -9,10 +9,11 @@ from bnlint.analysis.data import (
     DatasetSite,
     Role,
     dataset_sites,
+    draws_random,
     random_transform_in,
     role_from_name,
 )
-from bnlint.analysis.model import SemanticModel
+from bnlint.analysis.model import FunctionInfo, SemanticModel
 from bnlint.analysis.names import dotted_name
 from bnlint.analysis.values import values_at
 from bnlint.diagnostic import Severity
@@ -40,7 +41,10 @@ class EvaluationWithTrainAugmentation(Rule):
     each epoch, and early stopping and model selection follow the noise.
 
     ## Known problems
-    Only transforms built in the same file are followed. Explicit test-time
+    Only transforms built in the same file are followed. A function or module
+    class of the file used as the transform is read: if it calls nothing random
+    (`np.random`, `torch.rand*`, `random.*`, a random transform), sharing it is
+    fine. Explicit test-time
     augmentation (a dataset named `tta_*` or `*augment*`) is not reported. A
     transform we cannot read, reported because the training dataset uses it too or
     because its variable is named `train_*`, is a warning, not an error; one that
@@ -83,8 +87,12 @@ class EvaluationWithTrainAugmentation(Rule):
         if random is not None:
             through = f" (through `{transform_name}`)" if transform_name else ""
             problem = f"{dataset} is built with random augmentation `{random}`{through}"
-        elif transform_name is None or _readable_pipeline(model, site):
-            return None  # a pipeline we can read, and it is deterministic
+        elif (
+            transform_name is None
+            or _readable_pipeline(model, site)
+            or _deterministic_local_code(model, site)
+        ):
+            return None  # a pipeline or code we can read, and it is deterministic
         elif transform_name in train_transforms and not _built_for_evaluation(model, site):
             # Shared, but named or built for evaluation: the eval transform
             # reused for training, not augmentation leaking into eval.
@@ -133,6 +141,8 @@ _TRANSFORM_NAME = re.compile(r"transform|tfms?\b|(^|_)tfs?($|_)", re.IGNORECASE)
 _PIPELINE_BUILDERS = ("compose", "create_transform", "sequential")
 
 
+# A class built on a random step of a library (``class MyCrop(T.RandomCrop)``).
+_DRAWS_RANDOM_BASE = re.compile(r"Random|Jitter|Augment", re.IGNORECASE)
 _TRANSFORM_LIBRARIES = ("torchvision.transforms", "albumentations", "timm.data", "kornia")
 
 
@@ -173,6 +183,35 @@ def _readable_pipeline(model: SemanticModel, site: DatasetSite) -> bool:
         )
         for value in values
     )
+
+
+def _deterministic_local_code(model: SemanticModel, site: DatasetSite) -> bool:
+    """``def data_tf(x): ...`` or ``self.preprocess = Preprocess()``, with a function
+    or class of this file that calls nothing random."""
+    functions = _local_code(model, site.transform.value, site.call.function)
+    return bool(functions) and all(draws_random(model, f) is False for f in functions)
+
+
+def _local_code(
+    model: SemanticModel, transform: cst.BaseExpression, scope: FunctionInfo | None
+) -> list[FunctionInfo]:
+    """The functions of this file that ``transform`` runs: the function it names
+    (each definition, as notebooks redefine them), or every method of the class
+    it is an instance of. Empty when it is anything else."""
+    name = dotted_name(transform)
+    defined = [
+        f for f in model.functions if f.name == name and f.cls is None and f.parent in (None, scope)
+    ]
+    if defined:
+        return defined
+    values = values_at(model, transform, scope)
+    if len(values) != 1 or not isinstance(values[0], cst.Call):
+        return []
+    called = dotted_name(values[0].func)
+    cls = next((c for c in model.classes if c.name == called), None)
+    if cls is None or any(_DRAWS_RANDOM_BASE.search(dotted_name(b) or "") for b in cls.bases):
+        return []
+    return list(cls.methods.values())
 
 
 def _known_steps_only(call: cst.Call) -> bool:
