@@ -1,13 +1,22 @@
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
+from bnlint.analysis.flow import ModeUse
 from bnlint.analysis.model import SemanticModel
+from bnlint.analysis.modes import FunctionFlow
+from bnlint.analysis.names import dotted_name
 from bnlint.analysis.summaries import Need
 from bnlint.rules.base import Finding, Rule
 from bnlint.rules.mode_fixes import MODE_RULE_TRIGGERS, line_before
 
 _BAKED = "dropout and batch statistics are baked into the exported graph"
+
+
+# Calls that train the module they are given: ``train(model, ...)``, ``fit``,
+# Ignite's ``create_supervised_trainer``, a ``Trainer``.
+_TRAINS = re.compile(r"(^|_)(train|trainer|fit)(_|$)", re.IGNORECASE)
 
 
 class ExportInTrainMode(Rule):
@@ -29,9 +38,12 @@ class ExportInTrainMode(Rule):
     ## Known problems
     `torch.onnx.export` switches to eval mode itself unless told to preserve the
     mode, so only the `PRESERVE` form is checked; `training=TrainingMode.TRAINING`
-    is taken as deliberate. `torch.jit.script` keeps the mode switchable and is
-    not reported. Models of unknown mode (a parameter without visible callers,
-    a model handed to code bnlint does not know) are never reported.
+    is taken as deliberate. A traced module handed to a trainer afterwards
+    (`model = torch.jit.trace(model, x)`, then `create_supervised_trainer(model,
+    ...)`) is traced to be trained, and is not reported. `torch.jit.script` keeps
+    the mode switchable and is not reported. Models of unknown mode (a parameter
+    without visible callers, a model handed to code bnlint does not know) are
+    never reported.
 
     ## Fix safety
     The fix inserts `model.eval()` before the export. It is safe when the model
@@ -50,6 +62,8 @@ class ExportInTrainMode(Rule):
         analysis = model.modes
         for flow, export in analysis.exports():
             if export.fact is None or not export.fact.is_train:
+                continue
+            if _traced_for_training(model, flow, export):
                 continue
             func = model.code(export.node.func).strip()
             safe = not analysis.belongs_to_caller(export.key, flow.scope) and not (
@@ -74,3 +88,22 @@ class ExportInTrainMode(Rule):
                 f"call `{need.key}.eval()` before the call",
                 line_before(need.statement, f"{need.key}.eval()", safe, "Call `.eval()` first"),
             )
+
+
+def _traced_for_training(model: SemanticModel, flow: FunctionFlow, export: ModeUse) -> bool:
+    """``model = torch.jit.trace(model, x)``, then ``create_supervised_trainer(model,
+    ...)``: the traced module is trained, so training mode is what it should record."""
+    scope = flow.scope
+    traced = {
+        dotted_name(a.target)
+        for a in model.assignments
+        if a.value is export.node and a.function is scope
+    } - {None}
+    within = scope.node if scope is not None else None
+    return bool(traced) and any(
+        _TRAINS.search((dotted_name(site.node.func) or "").rsplit(".", 1)[-1])
+        and any(dotted_name(arg.value) in traced for arg in site.node.args)
+        and model.order.starts_after(site.node, export.statement, within)
+        for site in model.calls
+        if site.function is scope
+    )
