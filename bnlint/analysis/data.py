@@ -107,14 +107,25 @@ _TRANSFORM_KEYWORDS = ("transform", "transforms")
 
 
 def dataset_sites(model: SemanticModel) -> list[DatasetSite]:
-    """Dataset constructions: calls that take a ``transform=`` argument."""
+    """Dataset constructions: calls that take a ``transform=`` argument (not
+    ``None``), other than those passed for a parameter that is not data
+    (MONAI's ``iteration_update=Interaction(transforms=...)``)."""
     targets = _assignment_targets(model)
+    not_data = {
+        arg.value
+        for site in model.calls
+        for arg in site.node.args
+        if arg.keyword is not None and not is_data_name(arg.keyword.value)
+    }
     sites = []
     for site in model.calls:
+        if site.node in not_data:
+            continue
         for keyword in _TRANSFORM_KEYWORDS:
             arg = keyword_arg(site.node, keyword)
             if arg is not None:
-                sites.append(DatasetSite(site, targets.get(site.node), arg))
+                if not (isinstance(arg.value, cst.Name) and arg.value.value == "None"):
+                    sites.append(DatasetSite(site, targets.get(site.node), arg))
                 break
     return sites
 
@@ -131,10 +142,13 @@ def _assignment_targets(model: SemanticModel) -> dict[cst.Call, str]:
 
 # -- transforms -------------------------------------------------------------------
 
-# Deterministic transforms whose names start with "Random" do not exist; these
-# are the random ones that do not say so in their name.
+# Deterministic transforms whose names start with "Random" (MONAI: "Rand") do
+# not exist; these are the random ones that do not say so in their name.
+_RANDOM_PREFIX = re.compile(r"^Rand(om)?[A-Z]")
 _RANDOM_TRANSFORMS = frozenset(
     {
+        "SamplePoints",  # PyTorch Geometric draws points from the mesh
+        "FixedPoints",
         "ColorJitter",
         "RandAugment",
         "AutoAugment",
@@ -258,11 +272,17 @@ def _is_random_transform(name: str, call: cst.Call) -> bool:
     if name in _RANDOM_FACTORIES:
         arg = keyword_arg(call, _RANDOM_FACTORIES[name])
         return arg is not None and isinstance(arg.value, cst.Name) and arg.value.value == "True"
-    if not (name.startswith("Random") or name in _RANDOM_TRANSFORMS):
+    if not (_RANDOM_PREFIX.match(name) or name in _RANDOM_TRANSFORMS):
         return False
-    probability = keyword_arg(call, "p")
-    # ``RandomHorizontalFlip(p=0.0)``, ``HorizontalFlip(p=1.0)``: not random.
-    return probability is None or _number(probability.value) not in (0.0, 1.0)
+    probability = keyword_arg(call, "p") or keyword_arg(call, "prob")
+    chance = _number(probability.value) if probability is not None else None
+    # ``RandomHorizontalFlip(p=0.0)``, ``HorizontalFlip(p=1.0)``: not random. A
+    # ``RandRotated(prob=1.0)`` always rotates, by a random angle.
+    return chance != 0.0 and not (chance == 1.0 and _FIXED_WHEN_CERTAIN.search(name))
+
+
+# Random steps with nothing random left once they always apply.
+_FIXED_WHEN_CERTAIN = re.compile(r"Flip|Grayscale|Invert|Equalize|AutoContrast|Apply")
 
 
 def _number(node: cst.BaseExpression) -> float | None:

@@ -28,8 +28,11 @@ class EvaluationWithTrainAugmentation(Rule):
     ## What it does
     Finds a validation or test dataset built with random augmentation
     (`RandomResizedCrop`, `RandomHorizontalFlip`, `ColorJitter`, `RandAugment`,
-    albumentations' random transforms, timm's `create_transform(is_training=True)`,
-    ...), or with the same transform object as the training dataset.
+    albumentations' random transforms, MONAI's `Rand*` transforms, PyTorch
+    Geometric's `SamplePoints`, timm's `create_transform(is_training=True)`, ...),
+    or with the same transform object as the training dataset (a module global or
+    attribute, or a local of the same function: two methods' locals of the same
+    name are two transforms).
 
     A dataset is an evaluation dataset when its arguments say so (`train=False`,
     `split="val"`, a root path ending in `val`/`test`) or the name it is assigned to
@@ -66,9 +69,7 @@ class EvaluationWithTrainAugmentation(Rule):
 
     def check(self, model: SemanticModel) -> Iterator[Finding]:
         sites = dataset_sites(model)
-        train_transforms = {
-            dotted_name(s.transform.value) for s in sites if s.role is Role.TRAIN
-        } - {None}
+        train_transforms = {_transform_key(model, s) for s in sites if s.role is Role.TRAIN}
         for site in sites:
             if site.role is not Role.EVAL or _TEST_TIME_AUGMENTATION.search(site.target or ""):
                 continue
@@ -77,7 +78,7 @@ class EvaluationWithTrainAugmentation(Rule):
                 yield finding
 
     def _check_site(
-        self, model: SemanticModel, site: DatasetSite, train_transforms: set[str | None]
+        self, model: SemanticModel, site: DatasetSite, train_transforms: set[TransformKey]
     ) -> Finding | None:
         value = site.transform.value
         transform_name = dotted_name(value)
@@ -93,7 +94,9 @@ class EvaluationWithTrainAugmentation(Rule):
             or _deterministic_local_code(model, site)
         ):
             return None  # a pipeline or code we can read, and it is deterministic
-        elif transform_name in train_transforms and not _built_for_evaluation(model, site):
+        elif _transform_key(model, site) in train_transforms and not _built_for_evaluation(
+            model, site
+        ):
             # Shared, but named or built for evaluation: the eval transform
             # reused for training, not augmentation leaking into eval.
             problem = f"{dataset} is built with the training transform `{transform_name}`"
@@ -143,7 +146,14 @@ _PIPELINE_BUILDERS = ("compose", "create_transform", "sequential")
 
 # A class built on a random step of a library (``class MyCrop(T.RandomCrop)``).
 _DRAWS_RANDOM_BASE = re.compile(r"Random|Jitter|Augment", re.IGNORECASE)
-_TRANSFORM_LIBRARIES = ("torchvision.transforms", "albumentations", "timm.data", "kornia")
+_TRANSFORM_LIBRARIES = (
+    "torchvision.transforms",
+    "albumentations",
+    "timm.data",
+    "kornia",
+    "monai.transforms",
+    "torch_geometric.transforms",
+)
 
 
 # Steps that every transform library spells the same way and none makes random.
@@ -151,6 +161,25 @@ _DETERMINISTIC_STEPS = frozenset(
     {"Compose", "ToTensor", "PILToTensor", "ToImage", "ToDtype", "ConvertImageDtype"}
     | {"Normalize", "Resize", "CenterCrop", "Grayscale"}
 )
+
+
+# A transform variable: its name, and the function it is local to (None for
+# module globals and attributes, which every function shares).
+TransformKey = tuple[FunctionInfo | None, str]
+
+
+def _transform_key(model: SemanticModel, site: DatasetSite) -> TransformKey | None:
+    """Lightning-Bolts' ``train_dataloader`` and ``val_dataloader`` each have a
+    local ``transforms``: the same name, not the same transform."""
+    name = dotted_name(site.transform.value)
+    if name is None:
+        return None
+    scope = site.call.function
+    local = scope is not None and (
+        name in scope.parameter_names()
+        or any(a.function is scope for a in model.assignments_by_target.get(name, ()))
+    )
+    return (scope if local else None, name)
 
 
 def _built_for_evaluation(model: SemanticModel, site: DatasetSite) -> bool:
