@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import libcst as cst
@@ -10,6 +11,8 @@ from bnlint.rules.base import Finding, Rule
 
 FLAG = "track_running_stats"
 _BUFFERS = frozenset({"running_mean", "running_var"})
+_INSTANCE_NORM = re.compile(r"instance_?norm", re.IGNORECASE)
+_BATCH_NORM = re.compile(r"batch_?norm|\bbn\b", re.IGNORECASE)
 
 
 class TrackRunningStatsToggled(Rule):
@@ -35,7 +38,9 @@ class TrackRunningStatsToggled(Rule):
     and buffers agree; a layer put in eval mode right there (`m.eval()`), which is
     what freezes it; a temporary switch that saves the old value first
     (`saved = m.track_running_stats`) to restore it; and values computed at run
-    time (`m.track_running_stats = not freeze_bn`), which may be `True`.
+    time (`m.track_running_stats = not freeze_bn`), which may be `True`. A function
+    that names InstanceNorm and never BatchNorm (Opacus' fixer for InstanceNorm
+    layers) is about InstanceNorm, where the flag does what it says.
 
     ## Fix safety
     No automatic fix: the right change is `m.eval()` on the layer (re-applied after
@@ -84,6 +89,7 @@ class TrackRunningStatsToggled(Rule):
             _drops_buffers(model, name, function)
             or _saves_flag(model, name, function)
             or _puts_in_eval(model, name, function)
+            or _about_instance_norm(model, function)
         )
 
     @staticmethod
@@ -96,6 +102,17 @@ class TrackRunningStatsToggled(Rule):
             f"in eval mode with the old running ones; to freeze it use `{name}.eval()` "
             "(kept after `.train()`) or FrozenBatchNorm2d",
         )
+
+
+def _about_instance_norm(model: SemanticModel, function: FunctionInfo | None) -> bool:
+    """Opacus' InstanceNorm fixer: a function whose code (decorators and
+    annotations included) names InstanceNorm and never BatchNorm. InstanceNorm
+    normalises each sample with its own statistics in training mode anyway, and
+    the flag then makes eval mode do the same."""
+    if function is None:
+        return False
+    code = model.code(function.node)
+    return _INSTANCE_NORM.search(code) is not None and _BATCH_NORM.search(code) is None
 
 
 def _is_false(value: cst.BaseExpression | None) -> bool:
