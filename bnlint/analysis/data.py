@@ -229,11 +229,17 @@ def _random_in(
     return None
 
 
-# Calls that draw random numbers: ``np.random.rand``, ``torch.randn``,
+# Names of code that draws random numbers: ``np.random.rand``, ``torch.randn``,
 # ``random.choice``, ``x.normal_()``, a ``RandomCrop``, a ``ColorJitter``.
-_DRAWS_RANDOM = re.compile(
-    r"rand|shuffle|choice|uniform|bernoulli|multinomial|normal_|jitter|noise", re.IGNORECASE
+_RANDOM_NAME = re.compile(
+    r"rand|shuffle|choice|uniform|bernoulli|multinomial|normal_|jitter|noise|augment",
+    re.IGNORECASE,
 )
+
+
+def names_random(name: str) -> bool:
+    """``np.random.rand``, ``T.RandomCrop``, ``augment``: a name for random code."""
+    return _RANDOM_NAME.search(name) is not None
 
 
 def draws_random(model: SemanticModel, function: FunctionInfo) -> bool | None:
@@ -242,7 +248,7 @@ def draws_random(model: SemanticModel, function: FunctionInfo) -> bool | None:
     if any(other.parent is function for other in model.functions):
         return None
     return any(
-        _DRAWS_RANDOM.search(dotted_name(site.node.func) or "") is not None
+        names_random(dotted_name(site.node.func) or "")
         or random_transform_in(model, site.node, function) is not None
         for site in model.calls
         if site.function is function

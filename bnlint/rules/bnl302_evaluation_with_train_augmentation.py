@@ -10,6 +10,7 @@ from bnlint.analysis.data import (
     Role,
     dataset_sites,
     draws_random,
+    names_random,
     random_transform_in,
     role_from_name,
 )
@@ -47,12 +48,12 @@ class EvaluationWithTrainAugmentation(Rule):
     Only transforms built in the same file are followed. A function or module
     class of the file used as the transform is read: if it calls nothing random
     (`np.random`, `torch.rand*`, `random.*`, a random transform), sharing it is
-    fine. Explicit test-time
-    augmentation (a dataset named `tta_*` or `*augment*`) is not reported. A
-    transform we cannot read, reported because the training dataset uses it too or
-    because its variable is named `train_*`, is a warning, not an error; one that
-    both datasets share but that is named for evaluation (`test_to_tensor`) is the
-    eval transform reused for training, and is not reported.
+    fine. Explicit test-time augmentation (a dataset named `tta_*` or
+    `*augment*`) is not reported. A transform we cannot read, reported because the
+    training dataset uses it too or because its variable is named `train_*`, is a
+    warning, not an error; one that both datasets share but that is named or built
+    for evaluation (`test_to_tensor`, `make_classification_eval_transform()`) is
+    the eval transform reused for training, and is not reported.
 
     ## Fix safety
     When exactly one deterministic evaluation transform (`val_transform`,
@@ -78,7 +79,7 @@ class EvaluationWithTrainAugmentation(Rule):
                 yield finding
 
     def _check_site(
-        self, model: SemanticModel, site: DatasetSite, train_transforms: set[TransformKey]
+        self, model: SemanticModel, site: DatasetSite, train_transforms: set[_TransformKey]
     ) -> Finding | None:
         value = site.transform.value
         transform_name = dotted_name(value)
@@ -144,8 +145,6 @@ _TRANSFORM_NAME = re.compile(r"transform|tfms?\b|(^|_)tfs?($|_)", re.IGNORECASE)
 _PIPELINE_BUILDERS = ("compose", "create_transform", "sequential")
 
 
-# A class built on a random step of a library (``class MyCrop(T.RandomCrop)``).
-_DRAWS_RANDOM_BASE = re.compile(r"Random|Jitter|Augment", re.IGNORECASE)
 _TRANSFORM_LIBRARIES = (
     "torchvision.transforms",
     "albumentations",
@@ -165,10 +164,10 @@ _DETERMINISTIC_STEPS = frozenset(
 
 # A transform variable: its name, and the function it is local to (None for
 # module globals and attributes, which every function shares).
-TransformKey = tuple[FunctionInfo | None, str]
+_TransformKey = tuple[FunctionInfo | None, str]
 
 
-def _transform_key(model: SemanticModel, site: DatasetSite) -> TransformKey | None:
+def _transform_key(model: SemanticModel, site: DatasetSite) -> _TransformKey | None:
     """Lightning-Bolts' ``train_dataloader`` and ``val_dataloader`` each have a
     local ``transforms``: the same name, not the same transform."""
     name = dotted_name(site.transform.value)
@@ -238,8 +237,8 @@ def _local_code(
         return []
     called = dotted_name(values[0].func)
     cls = next((c for c in model.classes if c.name == called), None)
-    if cls is None or any(_DRAWS_RANDOM_BASE.search(dotted_name(b) or "") for b in cls.bases):
-        return []
+    if cls is None or any(names_random(dotted_name(base) or "") for base in cls.bases):
+        return []  # ``class MyCrop(T.RandomCrop)``: the library's random step
     return list(cls.methods.values())
 
 
