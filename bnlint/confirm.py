@@ -141,7 +141,7 @@ def run_script(
     monitor = Monitor(limit_batches=limit_batches)
     tracer = LineTracer(watched_lines)
     started = time.perf_counter()
-    with _as_main_script(script, args), monitor, tracer:
+    with _as_main_script(script, args), _grad_mode_restored(), monitor, tracer:
         outcome = _execute(script, timeout)
     outcome.seconds = time.perf_counter() - started
     outcome.findings = [d.with_path(_shown(d.path)) for d in monitor.findings()]
@@ -215,6 +215,20 @@ def _as_main_script(script: Path, args: list[str]) -> Iterator[None]:
             file = getattr(sys.modules[name], "__file__", None) or ""
             if file and _real(file).startswith(folder + os.sep):
                 del sys.modules[name]
+
+
+@contextmanager
+def _grad_mode_restored() -> Iterator[None]:
+    """Autograd as it was before the script: the script may switch it off for
+    good (``torch.set_grad_enabled(False)``), and a timeout that lands inside
+    ``no_grad().__enter__`` leaves it off with no ``__exit__`` to follow."""
+    import torch
+
+    enabled = torch.is_grad_enabled()
+    try:
+        yield
+    finally:
+        torch.set_grad_enabled(enabled)
 
 
 @contextmanager

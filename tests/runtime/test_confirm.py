@@ -129,6 +129,16 @@ def test_arguments_reach_the_script_and_are_restored(tmp_path: Path) -> None:
     assert "helper_for_confirm" not in sys.modules
 
 
+def test_autograd_is_restored_after_the_script(tmp_path: Path) -> None:
+    """A script that switches autograd off for good, or a timeout that interrupts
+    ``no_grad().__enter__``, must not leave it off in the caller's process."""
+    import torch
+
+    script = write(tmp_path, "grad_off.py", "torch.set_grad_enabled(False)\n")
+    confirm(str(script))
+    assert torch.is_grad_enabled()
+
+
 def test_limit_batches_cuts_a_long_loop(tmp_path: Path) -> None:
     script = write(
         tmp_path,
