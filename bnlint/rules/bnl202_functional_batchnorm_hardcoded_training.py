@@ -6,10 +6,15 @@ import libcst as cst
 
 from bnlint.analysis.calls import argument
 from bnlint.analysis.frameworks import BATCH_NORM_RUNNING_STATS, FUNCTIONAL_BATCH_NORM
-from bnlint.analysis.model import SemanticModel
+from bnlint.analysis.model import FunctionInfo, SemanticModel
 from bnlint.analysis.training_flag import FlagState, may_run_in_eval, training_flag
+from bnlint.analysis.values import values_at
 from bnlint.rules.base import Finding, Rule
 from bnlint.rules.fixes import set_keyword
+
+# Tensor methods that return a new tensor: the running statistics handed over
+# are a copy, and the buffers they came from are never updated.
+_COPIES = frozenset({"repeat", "repeat_interleave", "clone"})
 
 
 class FunctionalBatchNormHardcodedTraining(Rule):
@@ -26,12 +31,13 @@ class FunctionalBatchNormHardcodedTraining(Rule):
     changes it.
 
     ## Known problems
-    A call whose `running_mean` or `running_var` is `None` or a freshly built
-    tensor keeps no statistics, so `training=True` is the only choice: weight
-    standardisation (timm's `StdConv2d`, HF's `WeightStandardizedConv2d`) does
-    this and is not reported. Neither are calls that run only in training (in
-    `__init__`, Lightning's `training_step`, mmengine's `train_step`, or under
-    `if self.training:`).
+    A call whose `running_mean` or `running_var` is `None`, a freshly built
+    tensor or a copy (`self.running_mean.repeat(b)`) keeps no statistics, so
+    `training=True` is the only choice: weight standardisation (timm's
+    `StdConv2d`, HF's `WeightStandardizedConv2d`) and adaptive instance norm
+    through `batch_norm` (MUNIT's AdaIN) do this and are not reported. Neither
+    are calls that run only in training (in `__init__`, Lightning's
+    `training_step`, mmengine's `train_step`, or under `if self.training:`).
     Test-time adaptation methods that want batch statistics at test time should
     say so with `# noqa: BNL202`.
 
@@ -52,7 +58,7 @@ class FunctionalBatchNormHardcodedTraining(Rule):
             state, arg = training_flag(site.node, "training", FUNCTIONAL_BATCH_NORM[qualname])
             if (
                 state is not FlagState.LITERAL_TRUE
-                or not _keeps_running_stats(model, site.node, qualname)
+                or not _keeps_running_stats(model, site.node, qualname, method)
                 or not may_run_in_eval(method, site.node)
             ):
                 continue
@@ -66,9 +72,13 @@ class FunctionalBatchNormHardcodedTraining(Rule):
             )
 
 
-def _keeps_running_stats(model: SemanticModel, call: cst.Call, qualname: str) -> bool:
-    """False when a running statistic is ``None`` or a tensor that a ``torch``
-    call builds right there (``torch.zeros(c)``): no buffer is updated."""
+def _keeps_running_stats(
+    model: SemanticModel, call: cst.Call, qualname: str, method: FunctionInfo
+) -> bool:
+    """False when a running statistic is ``None`` or a new tensor: one that a
+    ``torch`` call builds right there (``torch.zeros(c)``), or a copy
+    (``running_mean = self.running_mean.repeat(b)``, MUNIT's AdaIN, which is
+    instance norm on purpose): no buffer is updated."""
     for name, position in BATCH_NORM_RUNNING_STATS.get(qualname, ()):
         arg = argument(call, name, position)
         if arg is None:
@@ -76,6 +86,18 @@ def _keeps_running_stats(model: SemanticModel, call: cst.Call, qualname: str) ->
         value = arg.value
         if isinstance(value, cst.Name) and value.value == "None":
             return False
-        if isinstance(value, cst.Call) and (model.qualname(value.func) or "").startswith("torch."):
+        if _new_tensor(model, value) or (
+            isinstance(value, cst.Name)
+            and (values := values_at(model, value, method))
+            and all(_new_tensor(model, v) for v in values)
+        ):
             return False
     return True
+
+
+def _new_tensor(model: SemanticModel, value: cst.BaseExpression) -> bool:
+    if not isinstance(value, cst.Call):
+        return False
+    if (model.qualname(value.func) or "").startswith("torch."):
+        return True
+    return isinstance(value.func, cst.Attribute) and value.func.attr.value in _COPIES
