@@ -4,6 +4,7 @@ import re
 from collections.abc import Iterator
 
 from bnlint.analysis.flow import ModeUse
+from bnlint.analysis.mode_free import is_mode_free
 from bnlint.analysis.model import SemanticModel
 from bnlint.analysis.modes import FunctionFlow
 from bnlint.analysis.names import dotted_name
@@ -40,10 +41,12 @@ class ExportInTrainMode(Rule):
     mode, so only the `PRESERVE` form is checked; `training=TrainingMode.TRAINING`
     is taken as deliberate. A traced module handed to a trainer afterwards
     (`model = torch.jit.trace(model, x)`, then `create_supervised_trainer(model,
-    ...)`) is traced to be trained, and is not reported. `torch.jit.script` keeps
-    the mode switchable and is not reported. Models of unknown mode (a parameter
-    without visible callers, a model handed to code bnlint does not know) are
-    never reported.
+    ...)`) is traced to be trained, and is not reported. Neither is a module built,
+    where we can see it, only from torch layers without dropout or norm statistics
+    (a class of the file with `nn.Linear` and `nn.ReLU`): its graph is the same in
+    both modes. `torch.jit.script` keeps the mode switchable and is not reported.
+    Models of unknown mode (a parameter without visible callers, a model handed to
+    code bnlint does not know) are never reported.
 
     ## Fix safety
     The fix inserts `model.eval()` before the export. It is safe when the model
@@ -63,7 +66,9 @@ class ExportInTrainMode(Rule):
         for flow, export in analysis.exports():
             if export.fact is None or not export.fact.is_train:
                 continue
-            if _traced_for_training(model, flow, export):
+            if _traced_for_training(model, flow, export) or is_mode_free(
+                model, export.key, flow.scope
+            ):
                 continue
             func = model.code(export.node.func).strip()
             safe = not analysis.belongs_to_caller(export.key, flow.scope) and not (
@@ -76,6 +81,8 @@ class ExportInTrainMode(Rule):
                 line_before(export.statement, f"{export.key}.eval()", safe, "Call `.eval()` first"),
             )
         for flow, need in analysis.broken_needs(Need.EXPORT):
+            if is_mode_free(model, need.key, flow.scope):
+                continue
             requirement = need.requirement
             callee = need.callee.rsplit(".", 1)[-1]
             safe = not analysis.belongs_to_caller(need.key, flow.scope) and not (
