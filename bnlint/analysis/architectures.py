@@ -10,7 +10,12 @@ import libcst as cst
 
 from bnlint.analysis.calls import keyword_arg, positional_args
 from bnlint.analysis.effects import SAME_MODULE_METHODS
-from bnlint.analysis.frameworks import BATCH_NORM_FREEZERS, MODULE_COPIES, MODULE_WRAPPERS
+from bnlint.analysis.frameworks import (
+    BATCH_NORM_FREEZERS,
+    MODULE_COPIES,
+    MODULE_WRAPPERS,
+    torch_layer,
+)
 from bnlint.analysis.model import ClassInfo, FunctionInfo, SemanticModel
 from bnlint.analysis.names import dotted_name
 from bnlint.analysis.values import assigned_values
@@ -122,8 +127,8 @@ def _call_contains(
         return architecture_has_batch_norm(architecture)
     if qualified in {"torch.nn.Sequential", "torch.nn.ModuleList"}:
         return _any_contains(model, [a.value for a in call.args], scope, depth)
-    local = next((c for c in model.module_classes if c.name == dotted_name(call.func)), None)
-    if local is not None:
+    local = model.class_named(call.func)
+    if local in model.module_classes:
         return class_has_batch_norm(model, local, depth + 1)
     if not qualified and isinstance(call.func, cst.Name):  # ``act = nn.ReLU`` ... ``act()``
         classes = assigned_values(model, call.func.value, scope)
@@ -135,14 +140,8 @@ def _call_contains(
 def _torch_layer_has_batch_norm(qualified: str) -> bool | None:
     """``torch.nn.Linear``, ``torch.nn.ReLU``: one of torch's own layers, which is
     a BatchNorm or has none. Containers and anything else: we cannot tell."""
-    package, _, layer = qualified.rpartition(".")
-    if package not in ("torch.nn", "torch.nn.modules") and not package.startswith(
-        "torch.nn.modules."
-    ):
-        return None
-    if not layer[:1].isupper() or layer.startswith("Module"):
-        return None
-    return "BatchNorm" in layer
+    layer = torch_layer(qualified)
+    return None if layer is None else "BatchNorm" in layer
 
 
 def _architecture_name(call: cst.Call, qualified: str) -> str | None:
@@ -192,11 +191,9 @@ def _class_of(
     if name is None:
         return None
     for value in assigned_values(model, name, scope):
-        if isinstance(value, cst.Call):
-            called = dotted_name(value.func)
-            for cls in model.module_classes:
-                if cls.name == called:
-                    return cls
+        cls = model.class_named(value.func) if isinstance(value, cst.Call) else None
+        if cls in model.module_classes:
+            return cls
     return None
 
 
@@ -233,8 +230,8 @@ def _base_has_batch_norm(model: SemanticModel, base: cst.BaseExpression, depth: 
     qualified = model.qualname(base) or ""
     if qualified.startswith("torchvision.models."):
         return architecture_has_batch_norm(qualified.rsplit(".", 1)[-1]) is True
-    local = next((c for c in model.module_classes if c.name == dotted_name(base)), None)
-    return local is not None and class_has_batch_norm(model, local, depth + 1) is True
+    local = model.class_named(base)
+    return local in model.module_classes and class_has_batch_norm(model, local, depth + 1) is True
 
 
 # Project helpers named for freezing BatchNorm: ``freeze_bn``, ``fix_bn``,

@@ -37,6 +37,21 @@ def is_torch_module_class(qualified: str) -> bool:
     return last[:1].isupper() and last not in {"Parameter", "Buffer"}
 
 
+def torch_layer(qualified: str) -> str | None:
+    """``Linear`` for ``torch.nn.Linear`` (or ``torch.nn.modules.linear.Linear``):
+    the name of one of torch's own layers. None for anything else, and for the
+    containers (``ModuleList``, ``ModuleDict``), which hold what we cannot see."""
+    package, _, layer = qualified.rpartition(".")
+    if package not in _TORCH_LAYER_PACKAGES and not package.startswith("torch.nn.modules."):
+        return None
+    if not layer[:1].isupper() or layer.startswith("Module"):
+        return None
+    return layer
+
+
+_TORCH_LAYER_PACKAGES = frozenset({"torch.nn", "torch.nn.modules", "torch.nn.parameter"})
+
+
 def is_framework_module_base(qualified: str) -> bool:
     return is_torch_module_class(qualified) or qualified.rsplit(".", 1)[-1].endswith(
         MODULE_BASE_SUFFIXES

@@ -11,6 +11,7 @@ import re
 import libcst as cst
 
 from bnlint.analysis.effects import without_moves
+from bnlint.analysis.frameworks import torch_layer
 from bnlint.analysis.model import ClassInfo, FunctionInfo, SemanticModel
 from bnlint.analysis.names import dotted_name
 from bnlint.analysis.values import assigned_values
@@ -23,7 +24,6 @@ _MODE_DEPENDENT = re.compile(
     re.IGNORECASE,
 )
 _MODULE_BASE = "torch.nn.Module"
-_TORCH_NN = frozenset({"torch.nn", "torch.nn.modules", "torch.nn.parameter"})
 _MAX_DEPTH = 4
 
 
@@ -43,17 +43,15 @@ def _built_mode_free(model: SemanticModel, value: cst.BaseExpression, depth: int
         return all(_built_mode_free(model, arg.value, depth + 1) for arg in value.args)
     if qualified:
         return _torch_layer_is_mode_free(qualified)
-    local = _local_class(model, value.func)
+    local = model.class_named(value.func)
     return local is not None and _class_is_mode_free(model, local, depth + 1)
 
 
 def _torch_layer_is_mode_free(qualified: str) -> bool:
     """``torch.nn.Linear``, ``torch.nn.parameter.Parameter``; not containers,
     which hold what we cannot see, nor ``Dropout``, ``BatchNorm2d``, ``LSTM``."""
-    package, _, layer = qualified.rpartition(".")
-    if package not in _TORCH_NN and not package.startswith("torch.nn.modules."):
-        return False
-    return layer[:1].isupper() and not layer.startswith("Module") and not _depends(layer)
+    layer = torch_layer(qualified)
+    return layer is not None and not _depends(layer)
 
 
 def _class_is_mode_free(model: SemanticModel, cls: ClassInfo, depth: int) -> bool:
@@ -62,7 +60,7 @@ def _class_is_mode_free(model: SemanticModel, cls: ClassInfo, depth: int) -> boo
     if depth > _MAX_DEPTH:
         return False
     for base in cls.bases:
-        local = _local_class(model, base)
+        local = model.class_named(base)
         if model.qualname(base) != _MODULE_BASE and not (
             local is not None and _class_is_mode_free(model, local, depth + 1)
         ):
@@ -83,7 +81,7 @@ def _call_is_mode_free(model: SemanticModel, call: cst.Call, depth: int) -> bool
     name = dotted_name(call.func) or ""
     if not name.rsplit(".", 1)[-1][:1].isupper():
         return True
-    local = _local_class(model, call.func)
+    local = model.class_named(call.func)
     if local is not None:
         return _class_is_mode_free(model, local, depth + 1)
     qualified = model.qualname(call.func) or ""
@@ -98,8 +96,3 @@ def _depends(name: str) -> bool:
 
 def _switches_mode(node: cst.Name | cst.Attribute) -> bool:
     return isinstance(node, cst.Attribute) and node.attr.value in ("train", "eval")
-
-
-def _local_class(model: SemanticModel, func: cst.BaseExpression) -> ClassInfo | None:
-    name = dotted_name(func)
-    return next((c for c in model.classes if c.name == name), None)

@@ -336,8 +336,12 @@ class SemanticModel:
         return self.project.fingerprint(self.project_dependencies, sensitive)
 
     @cached_property
-    def _classes_by_name(self) -> dict[str, ClassInfo]:
+    def classes_by_name(self) -> dict[str, ClassInfo]:
         return {c.name: c for c in self.classes}
+
+    def class_named(self, expr: cst.BaseExpression) -> ClassInfo | None:
+        """The class of this file that ``expr`` (``Net``, a call's func) names."""
+        return self.classes_by_name.get(dotted_name(expr) or "")
 
     @cached_property
     def module_classes(self) -> frozenset[ClassInfo]:
@@ -358,7 +362,7 @@ class SemanticModel:
             qualified = self.qualname(base)
             if qualified is not None and is_framework_module_base(qualified):
                 return True
-            local = self._classes_by_name.get(dotted_name(base) or "")
+            local = self.class_named(base)
             if local is not None and local in known:
                 return True
             if qualified is not None and local is None and self.project_module_class(qualified):

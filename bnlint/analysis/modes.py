@@ -117,7 +117,7 @@ class ModeAnalysis:
         self._functions_by_name = {
             f.name: f for f in model.functions if f.cls is None and f.parent is None
         }
-        self._classes_by_name = {c.name: c for c in model.classes}
+        self._classes_by_name = model.classes_by_name
         self._locals = _local_names(model)
         self._module_globals = self._locals.get(None, set()) - set(self._functions_by_name)
         self._evidence = _module_evidence(model)

@@ -173,12 +173,15 @@ def _put_in_eval(
     unless the test that freezes also chooses it: ``if args.weights == "freeze":
     model.eval()`` (barlowtwins' linear evaluation)."""
     frozen = Place(freeze.scope, freeze.key)
+    freezing_tests: list[str] | None = None  # asked at most once
     for site, place in evaluated:
         if not related(model, place, frozen):
             continue
         if not any(related(model, t, place) for t in trained):
             return True
         chosen_by = model.guarding_tests(site.node, site.function)[-1:]
-        if chosen_by and chosen_by[0] in model.guarding_tests(freeze.node, freeze.scope):
+        if chosen_by and freezing_tests is None:
+            freezing_tests = model.guarding_tests(freeze.node, freeze.scope)
+        if chosen_by and chosen_by[0] in (freezing_tests or ()):
             return True
     return False

@@ -102,16 +102,16 @@ class EvaluationOnTrainingData(Rule):
                 )
 
     def _evaluation_call(self, model: SemanticModel, site: CallSite) -> Iterator[Finding]:
-        called = (dotted_name(site.node.func) or "").rsplit(".", 1)[-1].lower()
-        # ``evaluate_model(model, train_loader, val_loader)``: both splits, on purpose.
-        given_evaluation_data = any(
-            is_data_name(name) and role_from_name(name) is Role.EVAL
+        data = [
+            (arg, name, role_from_name(name))
             for arg in site.node.args
-            if (name := dotted_name(arg.value)) is not None
-        )
-        for arg in site.node.args:
-            name = dotted_name(arg.value)
-            if name is None or not is_data_name(name) or role_from_name(name) is not Role.TRAIN:
+            if (name := dotted_name(arg.value)) is not None and is_data_name(name)
+        ]
+        # ``evaluate_model(model, train_loader, val_loader)``: both splits, on purpose.
+        given_evaluation_data = any(role is Role.EVAL for _, _, role in data)
+        called = (dotted_name(site.node.func) or "").rsplit(".", 1)[-1].lower()
+        for arg, name, role in data:
+            if role is not Role.TRAIN:
                 continue
             keyword = arg.keyword.value if arg.keyword else None
             if keyword is not None and role_from_name(keyword) is Role.TRAIN:

@@ -235,8 +235,7 @@ def _local_code(
     values = values_at(model, transform, scope)
     if len(values) != 1 or not isinstance(values[0], cst.Call):
         return []
-    called = dotted_name(values[0].func)
-    cls = next((c for c in model.classes if c.name == called), None)
+    cls = model.class_named(values[0].func)
     if cls is None or any(names_random(dotted_name(base) or "") for base in cls.bases):
         return []  # ``class MyCrop(T.RandomCrop)``: the library's random step
     return list(cls.methods.values())
