@@ -34,12 +34,25 @@ def target_names(target: cst.BaseExpression) -> list[str]:
     return [name] if name is not None else []
 
 
+# What a star import (``from models import *``) most likely brings: the module
+# it star-imports imported torch under the names everyone uses.
+STAR_IMPORTED_ALIASES = {
+    "torch": "torch",
+    "nn": "torch.nn",
+    "F": "torch.nn.functional",
+    "optim": "torch.optim",
+}
+
+
 class ImportTable:
-    """Maps local names bound by imports to the qualified names they stand for."""
+    """Maps local names bound by imports to the qualified names they stand for.
+    After a star import, ``torch``, ``nn``, ``F`` and ``optim`` that no import of
+    the file binds are taken to be torch's (``STAR_IMPORTED_ALIASES``)."""
 
     def __init__(self, package: str | None = None) -> None:
         self._package = package
         self._bindings: dict[str, str] = {}
+        self._star_imported = False
 
     def add(self, node: cst.Import | cst.ImportFrom) -> None:
         if isinstance(node, cst.Import):
@@ -55,7 +68,10 @@ class ImportTable:
                     self._bind(cst.Name(head), head)
             return
         module = self._from_module(node)
-        if module is None or isinstance(node.names, cst.ImportStar):
+        if isinstance(node.names, cst.ImportStar):
+            self._star_imported = True
+            return
+        if module is None:
             return
         for alias in node.names:
             name = dotted_name(alias.name)
@@ -90,23 +106,31 @@ class ImportTable:
 
     def resolve_dotted(self, name: str) -> str | None:
         head, _, rest = name.partition(".")
-        bound = self._bindings.get(head)
+        bound = self._bound(head)
         if bound is None:
             return None
         return f"{bound}.{rest}" if rest else bound
 
+    def _bound(self, local: str) -> str | None:
+        bound = self._bindings.get(local)
+        if bound is None and self._star_imported:
+            return STAR_IMPORTED_ALIASES.get(local)
+        return bound
+
+    def _all_bindings(self) -> dict[str, str]:
+        if not self._star_imported:
+            return self._bindings
+        aliases = {k: v for k, v in STAR_IMPORTED_ALIASES.items() if k not in self._bindings}
+        return {**self._bindings, **aliases}  # the file's own imports first
+
     def spelling(self, qualified: str) -> str | None:
         """How the file can write ``qualified``: ``torch.no_grad`` is ``torch.no_grad``
         after ``import torch``, ``no_grad`` after ``from torch import no_grad``."""
-        for local, bound in self._bindings.items():
+        bindings = self._all_bindings()
+        for local, bound in bindings.items():
             if qualified == bound:
                 return local
-        for local, bound in self._bindings.items():
+        for local, bound in bindings.items():
             if qualified.startswith(bound + "."):
                 return local + qualified[len(bound) :]
         return None
-
-    def imports_anything_from(self, *prefixes: str) -> bool:
-        return any(
-            q == p or q.startswith(p + ".") for q in self._bindings.values() for p in prefixes
-        )
