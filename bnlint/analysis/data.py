@@ -18,6 +18,7 @@ from bnlint.analysis.calls import keyword_arg
 from bnlint.analysis.model import CallSite, FunctionInfo, SemanticModel
 from bnlint.analysis.names import dotted_name
 from bnlint.analysis.values import values_at
+from bnlint.analysis.walk import descendants
 
 
 class Role(enum.Enum):
@@ -88,9 +89,14 @@ class DatasetSite:
     call: CallSite
     target: str | None  # the name it is assigned to, if any
     transform: cst.Arg
+    # Pooled with other datasets (``ConcatDataset([train, test])``): the name the
+    # pool is assigned to ("" for none), whose role is this dataset's.
+    pooled_as: str | None = None
 
     @property
     def role(self) -> Role | None:
+        if self.pooled_as is not None:
+            return role_from_name(self.pooled_as) if self.pooled_as else None
         by_arguments = role_from_arguments(self.call.node)
         if by_arguments is Role.TRAIN and self.target and _EVAL_WORDS.search(self.target.lower()):
             return None  # ``train_eval_set``: training images, used to evaluate
@@ -111,6 +117,7 @@ def dataset_sites(model: SemanticModel) -> list[DatasetSite]:
     ``None``), other than those passed for a parameter that is not data
     (MONAI's ``iteration_update=Interaction(transforms=...)``)."""
     targets = _assignment_targets(model)
+    pooled = _pools(model, targets)
     not_data = {
         arg.value
         for site in model.calls
@@ -125,9 +132,47 @@ def dataset_sites(model: SemanticModel) -> list[DatasetSite]:
             arg = keyword_arg(site.node, keyword)
             if arg is not None:
                 if not (isinstance(arg.value, cst.Name) and arg.value.value == "None"):
-                    sites.append(DatasetSite(site, targets.get(site.node), arg))
+                    target = targets.get(site.node)
+                    sites.append(DatasetSite(site, target, arg, pooled.get(site.node)))
                 break
     return sites
+
+
+_POOLS = re.compile(r"(Concat|Chain)Dataset$")
+
+
+def _pools(model: SemanticModel, targets: dict[cst.Call, str]) -> dict[cst.Call, str]:
+    """The calls that build a part of a ``ConcatDataset``, directly or through a
+    local name (``test_split = ...; ConcatDataset([train_split, test_split])``),
+    and the name each pool is assigned to ("" for none)."""
+    pooled = {}
+    for site in model.calls:
+        if not _POOLS.search(dotted_name(site.node.func) or ""):
+            continue
+        parts = keyword_arg(site.node, "datasets") or next(iter(site.node.args), None)
+        if parts is None or not isinstance(parts.value, cst.List | cst.Tuple):
+            continue
+        pool = targets.get(site.node, "")
+        for element in parts.value.elements:
+            for node in descendants(element.value):
+                for call in _calls_named_by(model, node, site.function):
+                    pooled[call] = pool
+    return pooled
+
+
+def _calls_named_by(
+    model: SemanticModel, node: cst.CSTNode, scope: FunctionInfo | None
+) -> list[cst.Call]:
+    """``node`` if it is a call; the calls a local name ``node`` was assigned."""
+    if isinstance(node, cst.Call):
+        return [node]
+    if not isinstance(node, cst.Name):
+        return []
+    return [
+        a.value
+        for a in model.assignments_by_target.get(node.value, ())
+        if a.function is scope and isinstance(a.value, cst.Call)
+    ]
 
 
 def _assignment_targets(model: SemanticModel) -> dict[cst.Call, str]:

@@ -37,7 +37,8 @@ class EvaluationWithTrainAugmentation(Rule):
 
     A dataset is an evaluation dataset when its arguments say so (`train=False`,
     `split="val"`, a root path ending in `val`/`test`) or the name it is assigned to
-    does (`val_set`, `test_dataset`).
+    does (`val_set`, `test_dataset`). A dataset pooled into a `ConcatDataset` has
+    the pool's role: a `test` split pooled into training data is training data.
 
     ## Why is this bad?
     Random crops, flips and colour changes at evaluation time make the metric noisy
