@@ -324,10 +324,11 @@ MODULE_EVIDENCE_METHODS = frozenset(
 
 # Callables that hang off models and trainers but are data plumbing or
 # bookkeeping, not the network: ``model.data_preprocessor(batch)``,
-# ``self.criterion(out, y)``, ``self.tokenizer(text)``.
+# ``self.criterion(out, y)``, ``self.tokenizer(text)``, ``testset.pull_image(i)``.
 _NOT_A_NETWORK = re.compile(
     r"(^|_)(preprocessor|processor|tokenizer|transforms?|collate_fn|criterion|loss_fn|loss"
-    r"|metrics?|logger|writer|accelerator|callback)$",
+    r"|metrics?|logger|writer|accelerator|callback"
+    r"|datasets?|dataloader|loader|trainset|valset|testset)$",
     re.IGNORECASE,
 )
 
