@@ -51,6 +51,7 @@ from bnlint.analysis.state import (
     join_all,
 )
 from bnlint.analysis.summaries import (
+    Need,
     Requirement,
     bind_arguments,
     substitute,
@@ -76,6 +77,7 @@ class ModelCall:
     loops: Loops
     used: bool  # the result is used: not a bare statement (BN recalibration)
     statement: cst.CSTNode
+    grad_set_by_callee: bool = False  # a helper run here turned autograd off itself
 
 
 @dataclass(eq=False)
@@ -651,10 +653,16 @@ class Interpreter:
         return True
 
     def _record_model_call(
-        self, node: cst.Call, key: str, fact: ModeFact, grad: Grad, used: bool
+        self,
+        node: cst.Call,
+        key: str,
+        fact: ModeFact,
+        grad: Grad,
+        used: bool,
+        grad_set_by_callee: bool = False,
     ) -> None:
         self.events.model_calls[node] = ModelCall(
-            node, key, fact, grad, self._loops(), used, self._here()
+            node, key, fact, grad, self._loops(), used, self._here(), grad_set_by_callee
         )
 
     def _apply(self, node: cst.Call, callee: Callee, state: State, used: bool) -> State:
@@ -681,6 +689,10 @@ class Interpreter:
             caller_key = caller_key_of(requirement.key) if requirement.key else ""
             if requirement.key and caller_key is None:
                 continue
+            if requirement.need is Need.NO_GRAD and self.analysis.method_runs_without_grad(
+                caller_key, self.function_key
+            ):
+                continue  # ``agent.act(state)``, whose ``act`` turns autograd off itself
             fact = self.analysis.fact(state, caller_key, self.function_key) if caller_key else None
             self.events.needs[(node, index)] = NeedAtCall(
                 node,
@@ -694,6 +706,7 @@ class Interpreter:
                 callee.same_file,
                 summary.trains,
             )
+        receiver = mapping.get(summary.params[0]) if summary.bound_method else None
         for key in summary.calls:
             caller_key = caller_key_of(key)
             fact = self.analysis.fact(state, caller_key, self.function_key) if caller_key else None
@@ -702,7 +715,14 @@ class Interpreter:
                 and fact is not None
                 and self.analysis.may_be_model(caller_key, fact, self.function_key)
             ):
-                self._record_model_call(node, caller_key, fact, state.grad, used)
+                owner = state.owner(caller_key)
+                if receiver is not None and owner is not None and is_under(receiver, owner):
+                    # ``policy.act(x)`` runs ``policy.head`` in the mode of ``policy``:
+                    # the model the caller runs, and the one to switch, is ``policy``.
+                    caller_key = receiver
+                off_in_callee = key in summary.calls_without_grad
+                grad = Grad.OFF if off_in_callee else state.grad
+                self._record_model_call(node, caller_key, fact, grad, used, off_in_callee)
         if summary.trains:
             self.events.steps[node] = Point(node, loops)
             state.after_training_step()

@@ -69,6 +69,10 @@ def iterable_role(
         if iterable is None:
             return None
         iterable = without_iteration_wrappers(iterable)
+        counted = _counted(iterable)
+        if counted is not None:  # ``range(len(val_x))``: the role of ``val_x``
+            iterable = counted
+            continue
         if isinstance(iterable, cst.Call):
             called = (dotted_name(iterable.func) or "").rsplit(".", 1)[-1]
             args = positional_args(iterable)
@@ -90,6 +94,17 @@ def iterable_role(
             return role
         values = assigned_values(model, name, scope)
         iterable = values[0] if len(values) == 1 else None
+    return None
+
+
+def _counted(iterable: cst.BaseExpression) -> cst.BaseExpression | None:
+    """``val_x`` for ``range(len(val_x))`` and ``range(0, len(val_x))``."""
+    if not (isinstance(iterable, cst.Call) and dotted_name(iterable.func) == "range"):
+        return None
+    args = positional_args(iterable)
+    stop = args[-1].value if 1 <= len(args) <= 2 else None
+    if isinstance(stop, cst.Call) and dotted_name(stop.func) == "len" and len(stop.args) == 1:
+        return stop.args[0].value
     return None
 
 
@@ -135,7 +150,7 @@ class LoopRoles:
         """The outermost loop around ``call`` that evaluates it, if any."""
         if not call.used:
             return None
-        for loop in call.loops:
+        for depth, loop in enumerate(call.loops):
             if loop in self.training_loops:
                 continue
             visit = self._events.loops.get(loop)
@@ -144,9 +159,27 @@ class LoopRoles:
             data = self.role_of_data(visit)
             if data is Role.EVAL or self.evaluation_function:
                 return Evaluation(call, visit, self._describe(visit))
-            if call.grad is Grad.OFF and data is not Role.TRAIN:
+            if self._evaluates_without_grad(call, data, depth):
                 return Evaluation(call, visit, self._describe(visit))
         return None
+
+    def _evaluates_without_grad(self, call: ModelCall, data: Role | None, depth: int) -> bool:
+        """A loop that turns autograd off around the model, over no training data,
+        evaluates it. Not inside a loop that trains, where no-grad work is part of
+        training (an RL rollout, the returns it computes), and not when a helper
+        turned autograd off: its caller's loop decides."""
+        within_training = any(outer in self.training_loops for outer in call.loops[:depth])
+        return (
+            call.grad is Grad.OFF
+            and not call.grad_set_by_callee
+            and data is not Role.TRAIN
+            and not within_training
+        )
+
+    def over_training_data(self, call: ModelCall) -> bool:
+        """Does a loop around ``call`` iterate over training data (``train_loader``)?"""
+        visits = (self._events.loops.get(loop) for loop in call.loops)
+        return any(v is not None and self.role_of_data(v) is Role.TRAIN for v in visits)
 
     def trains_at(self, loops: tuple[cst.CSTNode, ...]) -> bool:
         """Does a training step run in the innermost loop of ``loops`` (or, outside

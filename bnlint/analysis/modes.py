@@ -365,6 +365,25 @@ class ModeAnalysis:
         cls = self._class_of(owner, scope)
         return isinstance(cls, ClassInfo) and self._method(cls, attr) is not None
 
+    def method_runs_without_grad(self, key: str, scope: Scope) -> bool:
+        """``agent.act`` where ``agent`` is built from a class (of this file or the
+        project) whose ``act`` runs models only under its own ``torch.no_grad()``:
+        calling it needs no no_grad around it."""
+        owner, _, attr = key.rpartition(".")
+        cls = self._class_of(owner, scope) if owner else None
+        summary = None
+        if isinstance(cls, ClassInfo):
+            method = self._method(cls, attr)
+            flow = self.flow_of(method) if method is not None else None
+            summary = flow.summary if flow is not None else None
+        elif isinstance(cls, str):
+            summary = self._project_summary(f"{cls}.{attr}")
+        return (
+            summary is not None
+            and not summary.requirements
+            and set(summary.calls) <= summary.calls_without_grad
+        )
+
     def callee(self, call: cst.Call, qualname: str | None, scope: Scope) -> Callee | None:
         """The function ``call`` runs, with its summary, if we know it."""
         func = call.func
@@ -441,7 +460,7 @@ class ModeAnalysis:
         return self._class_cache[key, scope]
 
     def _find_class_of(self, key: str, scope: Scope) -> ClassInfo | str | None:
-        values = assigned_values(self.model, key, scope)
+        values = [without_moves(v) for v in assigned_values(self.model, key, scope)]
         if len(values) != 1 or not isinstance(values[0], cst.Call):
             return None
         func = values[0].func
@@ -529,6 +548,7 @@ class ModeAnalysis:
         exits = [state for state, _, _ in events.returns.values()]
         exit_state = join_all([end, *exits])
         returns, returns_key = self._returns(events)
+        calls = self._direct_calls(flow)
         return Summary(
             tuple(params),
             tuple(keyword_only),
@@ -537,10 +557,11 @@ class ModeAnalysis:
             tuple(self._effects(scope, exit_state)),
             self._grad_effect(scope, exit_state),
             bool(events.steps),
-            tuple(self._direct_calls(flow)),
+            tuple(calls),
             returns,
             returns_key,
             tuple(self._stores(scope, exit_state)),
+            frozenset(key for key, grad in calls.items() if grad is Grad.OFF),
         )
 
     def _grad_effect(self, scope: FunctionInfo, exit_state: State | None) -> Grad | None:
@@ -614,18 +635,20 @@ class ModeAnalysis:
             if key.startswith(instance + ".") and target.split(".", 1)[0] in others:
                 yield key, target
 
-    def _direct_calls(self, flow: FunctionFlow) -> Iterator[str]:
+    def _direct_calls(self, flow: FunctionFlow) -> dict[str, Grad]:
+        """The caller's models it runs outside its own evaluations and training,
+        each with the grad flag of its first run (OFF: under its own no_grad)."""
         evaluated = {id(e.call) for e in flow.evaluations}
-        seen = set()
+        calls: dict[str, Grad] = {}
         for call in flow.events.model_calls.values():
             if (
                 call.fact.from_caller
                 and id(call) not in evaluated
-                and call.key not in seen
+                and call.key not in calls
                 and not flow.roles.trains_at(call.loops)
             ):
-                seen.add(call.key)
-                yield call.key
+                calls[call.key] = call.grad
+        return calls
 
     def _returns(self, events: Events) -> tuple[Mode | None, str | None]:
         facts = [(fact, key) for _, fact, key in events.returns.values()]
@@ -1007,6 +1030,7 @@ def _unbound(summary: Summary) -> Summary:
         summary.grad_effect,
         summary.trains,
         tuple(k for k in summary.calls if outside(k)),
+        calls_without_grad=frozenset(k for k in summary.calls_without_grad if outside(k)),
     )
 
 

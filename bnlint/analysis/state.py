@@ -131,10 +131,14 @@ class State:
     def fact(self, key: str) -> ModeFact | None:
         """The modes of ``key`` (inherited from the nearest tracked parent), or
         None if it is not tracked."""
+        owner = self.owner(key)
+        return None if owner is None else self.modes[owner]
+
+    def owner(self, key: str) -> str | None:
+        """The tracked key whose modes ``key`` has: itself or its nearest parent."""
         for prefix in prefixes(self.canonical(key)):
-            found = self.modes.get(prefix)
-            if found is not None:
-                return found
+            if prefix in self.modes:
+                return prefix
         return None
 
     def tracked_keys_under(self, key: str) -> list[str]:

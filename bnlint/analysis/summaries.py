@@ -51,6 +51,8 @@ class Summary:
     returns_key: str | None = None  # the parameter it returns (``return model``)
     # Parameters it stores on the instance: (``self.model``, ``model``).
     stores: tuple[tuple[str, str], ...] = ()
+    # Of ``calls``, those it makes under its own ``torch.no_grad()``.
+    calls_without_grad: frozenset[str] = frozenset()
 
     @property
     def is_trivial(self) -> bool:
@@ -93,6 +95,7 @@ class Summary:
             self.returns,
             self.returns_key if self.returns_key and keep(self.returns_key) else None,
             self.stores,
+            frozenset(k for k in self.calls_without_grad if keep(k)),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -110,6 +113,7 @@ class Summary:
             "returns": None if self.returns is None else int(self.returns),
             "returns_key": self.returns_key,
             "stores": [list(pair) for pair in self.stores],
+            "calls_without_grad": sorted(self.calls_without_grad),
         }
 
     @classmethod
@@ -126,6 +130,7 @@ class Summary:
             None if data["returns"] is None else Mode(data["returns"]),
             data["returns_key"],
             tuple((k, v) for k, v in data["stores"]),
+            frozenset(data["calls_without_grad"]),
         )
 
 

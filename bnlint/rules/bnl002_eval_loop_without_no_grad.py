@@ -38,7 +38,9 @@ class EvalLoopWithoutNoGrad(Rule):
     `requires_grad_()`: adversarial evaluation, saliency maps) and loops with a
     training step are not evaluation. Hugging Face's `model.generate(...)` and
     pipelines (`pipeline(prompt)`, `pipe(image)`) switch autograd off themselves,
-    and a tokenizer's or a loss's methods are not the model. A function that
+    and so does a helper of the project that runs the model under its own
+    `torch.no_grad()` (`net_process(model, image)`, an RL agent's `act(state)`);
+    a tokenizer's, a loss's or a dataset's methods are not the model. A function that
     leaves autograd to its callers is quiet when no caller is visible (flake8,
     stdin, a single file);
     grad modes set by decorators or context managers bnlint does not know are

@@ -41,7 +41,8 @@ class WholeModelTrainForMcDropout(Rule):
     uncertainty estimates mix dropout noise with batch-composition noise.
 
     ## Known problems
-    Forward passes whose output is thrown away (`model(x)` as a statement) are
+    Forward passes whose output is thrown away (`model(x)` as a statement), and
+    forward passes over the training data (`for x, _ in train_loader`), are
     BatchNorm recalibration, as `torch.optim.swa_utils.update_bn` does on
     purpose, and are not reported. Enabling only the dropout modules
     (`if isinstance(m, nn.Dropout): m.train()`) is the correct form and is not
@@ -89,6 +90,8 @@ class WholeModelTrainForMcDropout(Rule):
 def _at_inference(flow: FunctionFlow, call: ModelCall) -> bool:
     if not call.fact.is_train or not call.used or flow.roles.trains_at(call.loops):
         return False
+    if flow.roles.over_training_data(call):
+        return False  # BatchNorm recalibration on the training set (SWA's update_bn)
     return (
         call.grad is Grad.OFF
         or flow.roles.evaluation(call) is not None
