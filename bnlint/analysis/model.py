@@ -269,20 +269,41 @@ class SemanticModel:
     def guarding_tests(self, node: cst.CSTNode, function: FunctionInfo | None) -> list[str]:
         """The tests of the ``if`` branches that hold ``node`` in ``function``,
         outermost first (``elif x:`` holds its body under ``x``)."""
+        path = self._path_to(node, function)
+        return [
+            self.code(outer.test).strip()
+            for outer, below in pairwise(path)
+            if isinstance(outer, cst.If) and below is outer.body
+        ]
+
+    def in_exclusive_branches(
+        self, a: cst.CSTNode, b: cst.CSTNode, function: FunctionInfo | None
+    ) -> bool:
+        """Are ``a`` and ``b`` in two branches of one ``if``/``elif``/``else``
+        chain of ``function``, so that no run reaches both?"""
+        path_a, path_b = self._path_to(a, function), self._path_to(b, function)
+        for outer, below_a, below_b in zip(path_a, path_a[1:], path_b[1:], strict=False):
+            if below_a is not below_b:  # where the two paths part
+                return isinstance(outer, cst.If) and (
+                    (below_a is outer.body and below_b is outer.orelse)
+                    or (below_a is outer.orelse and below_b is outer.body)
+                )
+        return False
+
+    def _path_to(self, node: cst.CSTNode, function: FunctionInfo | None) -> list[cst.CSTNode]:
+        """The nodes from ``function`` (or the module) down to ``node``; empty if
+        ``node`` is not in it."""
         within = function.node if function is not None else None
-        current: cst.CSTNode = within if within is not None else self.module
-        tests = []
-        while current is not node:
+        path: list[cst.CSTNode] = [within if within is not None else self.module]
+        while path[-1] is not node:
             below = next(
-                (c for c in children(current) if self.order.contains(c, node, within=within)),
+                (c for c in children(path[-1]) if self.order.contains(c, node, within=within)),
                 None,
             )
             if below is None:
                 return []
-            if isinstance(current, cst.If) and below is current.body:
-                tests.append(self.code(current.test).strip())
-            current = below
-        return tests
+            path.append(below)
+        return path
 
     @cached_property
     def modes(self) -> ModeAnalysis:

@@ -54,7 +54,10 @@ class EvaluationWithTrainAugmentation(Rule):
     training dataset uses it too or because its variable is named `train_*`, is a
     warning, not an error; one that both datasets share but that is named or built
     for evaluation (`test_to_tensor`, `make_classification_eval_transform()`) is
-    the eval transform reused for training, and is not reported.
+    the eval transform reused for training, and is not reported. Nor is a
+    transform variable that the training and evaluation datasets get in different
+    branches of one `if mode == "train": ... elif mode == "test": ...` chain,
+    where each run builds one of them.
 
     ## Fix safety
     When exactly one deterministic evaluation transform (`val_transform`,
@@ -71,16 +74,22 @@ class EvaluationWithTrainAugmentation(Rule):
 
     def check(self, model: SemanticModel) -> Iterator[Finding]:
         sites = dataset_sites(model)
-        train_transforms = {_transform_key(model, s) for s in sites if s.role is Role.TRAIN}
+        training: dict[_TransformKey | None, list[DatasetSite]] = {}
+        for site in sites:
+            if site.role is Role.TRAIN:
+                training.setdefault(_transform_key(model, site), []).append(site)
         for site in sites:
             if site.role is not Role.EVAL or _TEST_TIME_AUGMENTATION.search(site.target or ""):
                 continue
-            finding = self._check_site(model, site, train_transforms)
+            finding = self._check_site(model, site, training)
             if finding is not None:
                 yield finding
 
     def _check_site(
-        self, model: SemanticModel, site: DatasetSite, train_transforms: set[_TransformKey]
+        self,
+        model: SemanticModel,
+        site: DatasetSite,
+        training: dict[_TransformKey | None, list[DatasetSite]],
     ) -> Finding | None:
         value = site.transform.value
         transform_name = dotted_name(value)
@@ -96,7 +105,7 @@ class EvaluationWithTrainAugmentation(Rule):
             or _deterministic_local_code(model, site)
         ):
             return None  # a pipeline or code we can read, and it is deterministic
-        elif _transform_key(model, site) in train_transforms and not _built_for_evaluation(
+        elif _shares_training_transform(model, site, training) and not _built_for_evaluation(
             model, site
         ):
             # Shared, but named or built for evaluation: the eval transform
@@ -180,6 +189,24 @@ def _transform_key(model: SemanticModel, site: DatasetSite) -> _TransformKey | N
         or any(a.function is scope for a in model.assignments_by_target.get(name, ()))
     )
     return (scope if local else None, name)
+
+
+def _shares_training_transform(
+    model: SemanticModel,
+    site: DatasetSite,
+    training: dict[_TransformKey | None, list[DatasetSite]],
+) -> bool:
+    """Is a training dataset built with the same transform in the same run? Not
+    one built in another branch of the ``if mode == "train": ... elif mode ==
+    "test": ...`` that builds this one."""
+    scope = site.call.function
+    return any(
+        not (
+            train.call.function is scope
+            and model.in_exclusive_branches(train.call.node, site.call.node, scope)
+        )
+        for train in training.get(_transform_key(model, site), ())
+    )
 
 
 def _built_for_evaluation(model: SemanticModel, site: DatasetSite) -> bool:
