@@ -159,21 +159,31 @@ class LoopRoles:
             data = self.role_of_data(visit)
             if data is Role.EVAL or self.evaluation_function:
                 return Evaluation(call, visit, self._describe(visit))
-            if self._evaluates_without_grad(call, data, depth):
+            if self._evaluates_without_grad(call, data, depth, visit):
                 return Evaluation(call, visit, self._describe(visit))
         return None
 
-    def _evaluates_without_grad(self, call: ModelCall, data: Role | None, depth: int) -> bool:
+    def _evaluates_without_grad(
+        self, call: ModelCall, data: Role | None, depth: int, visit: LoopVisit
+    ) -> bool:
         """A loop that turns autograd off around the model, over no training data,
-        evaluates it. Not inside a loop that trains, where no-grad work is part of
-        training (an RL rollout, the returns it computes), and not when a helper
-        turned autograd off: its caller's loop decides."""
-        within_training = any(outer in self.training_loops for outer in call.loops[:depth])
+        evaluates it. Not inside a loop that trains or before a training step of
+        the same function, where no-grad work is part of training (an RL rollout,
+        the returns or targets it computes), and not when a helper turned autograd
+        off: its caller's loop decides."""
         return (
             call.grad is Grad.OFF
             and not call.grad_set_by_callee
             and data is not Role.TRAIN
-            and not within_training
+            and not any(outer in self.training_loops for outer in call.loops[:depth])
+            and not self._trains_after(visit.node)
+        )
+
+    def _trains_after(self, loop: cst.CSTNode) -> bool:
+        within = self._function.node if self._function is not None else None
+        return any(
+            self._model.order.starts_after(step.node, loop, within)
+            for step in self._events.steps.values()
         )
 
     def over_training_data(self, call: ModelCall) -> bool:

@@ -20,11 +20,11 @@ class EvalLoopInTrainMode(Rule):
     (`val_loader`, `loaders["test"]`, `DataLoader(val_set)`, `split="test"`),
     any loop in a function named for evaluation (`validate`, `evaluate`, `test`,
     `predict`, `infer*`, `eval_*`), or a model call under `torch.no_grad()` in a
-    loop with no training step that is not itself inside a training loop (an RL
-    rollout is part of training). `range(len(val_x))` iterates `val_x`. A model
-    called through one of its own methods (`policy.act(obs)`) is `policy`. A
-    model is in training mode when it was just
-    built or loaded (`Net()`, `timm.create_model(...)`,
+    loop with no training step that is neither inside a training loop nor
+    followed by a training step (RL rollouts and DQN targets are part of
+    training). `range(len(val_x))` iterates `val_x`. A model called through one
+    of its own methods (`policy.act(obs)`) is `policy`. A model is in training
+    mode when it was just built or loaded (`Net()`, `timm.create_model(...)`,
     `torchvision.models.resnet50(...)`, `Net()` plus `load_state_dict`), or
     after `.train()` and a training loop.
 
