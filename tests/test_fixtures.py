@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from bnlint.config import Config
+from bnlint.diagnostic import Severity
 from bnlint.discovery import discover
 from bnlint.engine import lint_files, lint_source
 from bnlint.fixer import fix_text
-from tests.fixture_cases import Case, cases
+from tests.fixture_cases import FIXTURES, Case, cases
 
 UPDATE = os.environ.get("BNLINT_UPDATE_FIXTURES") == "1"
 CONFIG = Config()
@@ -69,3 +70,22 @@ def test_bad_fixture_fix(case: Case) -> None:
         return
     check_snapshot(case.fixed, outcome.text)
     assert not [d for d in outcome.remaining if d.code == case.code and d.fix is not None]
+
+
+@pytest.mark.parametrize(
+    ("fixture", "severity"),
+    [
+        ("BNL001/bad_mode_free_model_latent.py", Severity.WARNING),
+        ("BNL003/bad_mode_free_model_latent.py", Severity.WARNING),
+        ("BNL001/bad_indexed_validation_inside_epoch_loop.py", Severity.ERROR),
+        ("BNL003/bad_flat_script.py", Severity.ERROR),
+    ],
+)
+def test_wrong_mode_of_a_model_without_dropout_or_norm_is_a_warning(
+    fixture: str, severity: Severity
+) -> None:
+    """Training mode changes nothing in a model we can see has neither: the
+    finding is a latent bug, a warning; with dropout or BatchNorm, an error."""
+    path = FIXTURES / fixture
+    found = lint_source(path.read_text(), str(path), CONFIG)
+    assert found and {d.severity for d in found} == {severity}

@@ -7,8 +7,18 @@ import libcst as cst
 from bnlint.analysis.model import SemanticModel
 from bnlint.analysis.modes import FunctionFlow, ModeAnalysis
 from bnlint.analysis.summaries import Need
+from bnlint.diagnostic import Severity
 from bnlint.rules.base import Finding, FixPlan, Rule
-from bnlint.rules.mode_fixes import MODE_RULE_TRIGGERS, TRAIN_MODE_HARM, line_before, loop_anchor
+from bnlint.rules.mode_fixes import (
+    MODE_RULE_TRIGGERS,
+    TRAIN_MODE_HARM,
+    latent_only,
+    line_before,
+    loop_anchor,
+)
+
+# What training mode does to a model that has no dropout or norm statistics.
+_LATENT_HARM = "nothing changes while it has no dropout or BatchNorm, but it will once it does"
 
 
 class EvalLoopInTrainMode(Rule):
@@ -41,6 +51,11 @@ class EvalLoopInTrainMode(Rule):
     towards the validation set.
 
     ## Known problems
+    A model we can see is built only from layers that run the same in both modes
+    (`nn.Linear`, `nn.ReLU`, local classes of those: no dropout, no norm
+    statistics) is reported as a warning: the numbers are right until someone
+    adds dropout or BatchNorm.
+
     Paths are not weighed: if any path reaches the loop with `.eval()` (say,
     under an `if`), nothing is reported. Models whose origin is unknown (a
     parameter no visible caller sets, a value returned by a library function
@@ -76,12 +91,14 @@ class EvalLoopInTrainMode(Rule):
             yield from self._loops(analysis, flow)
         for flow, need in analysis.broken_needs(Need.EVAL):
             requirement = need.requirement
+            severity = latent_only(model, need.key, flow.scope)
             yield Finding(
                 need.node,
                 f"`{need.key}` is in training mode when `{_short(need.callee)}` runs its "
-                f"{requirement.detail} (in `{requirement.where}`): {TRAIN_MODE_HARM}; "
+                f"{requirement.detail} (in `{requirement.where}`): {_harm(severity)}; "
                 f"call `{need.key}.eval()` before the call",
                 _fix(analysis, flow, need.key, need.statement, need.loops),
+                severity,
             )
 
     def _loops(self, analysis: ModeAnalysis, flow: FunctionFlow) -> Iterator[Finding]:
@@ -97,12 +114,18 @@ class EvalLoopInTrainMode(Rule):
             if (loop.node, call.key) in reported:
                 continue
             reported.add((loop.node, call.key))
+            severity = latent_only(analysis.model, call.key, flow.scope)
             yield Finding(
                 loop_anchor(loop.node),
                 f"`{call.key}` is in training mode in this {evaluation.why}{where}: "
-                f"{TRAIN_MODE_HARM}; call `{call.key}.eval()` before the loop",
+                f"{_harm(severity)}; call `{call.key}.eval()` before the loop",
                 _fix(analysis, flow, call.key, loop.statement, loop.loops),
+                severity,
             )
+
+
+def _harm(severity: Severity | None) -> str:
+    return TRAIN_MODE_HARM if severity is None else _LATENT_HARM
 
 
 def _fix(

@@ -8,7 +8,11 @@ from bnlint.analysis.effects import mode_switch
 from bnlint.analysis.model import SemanticModel
 from bnlint.analysis.modes import RestoreProblem
 from bnlint.rules.base import Anchor, Finding, FixPlan, NodeEdit, Rule
-from bnlint.rules.mode_fixes import MODE_RULE_TRIGGERS, loop_anchor
+from bnlint.rules.mode_fixes import MODE_RULE_TRIGGERS, latent_only, loop_anchor
+
+_HARM = "it trains with frozen BatchNorm statistics and without dropout"
+# A model that has no dropout or norm statistics trains the same in eval mode.
+_LATENT_HARM = "it trains in eval mode, which changes nothing until it has dropout or BatchNorm"
 
 
 class TrainModeNotRestored(Rule):
@@ -32,7 +36,9 @@ class TrainModeNotRestored(Rule):
     put in eval mode before the loop on purpose (frozen BatchNorm fine-tuning)
     is left alone, and so is any path bnlint cannot follow (a model handed to
     unknown code, a switch under a condition on both sides). A function called
-    from another file is only known when the command line lints both files.
+    from another file is only known when the command line lints both files. A
+    model we can see has no dropout and no norm statistics trains the same in
+    eval mode: that finding is a warning.
 
     ## Fix safety
     The fix inserts `model.train()` at the top of the loop body. It is safe when
@@ -53,12 +59,14 @@ class TrainModeNotRestored(Rule):
         for problem in model.modes.restore_problems():
             anchor = problem.switch or loop_anchor(problem.loop.node)
             key = problem.key
+            severity = latent_only(model, key, problem.flow.scope)
+            harm = _LATENT_HARM if severity else _HARM
             yield Finding(
                 anchor,
                 f"{_how_switched(model, problem)} in this training loop and not back: from "
-                "the second pass on it trains with frozen BatchNorm statistics and without "
-                f"dropout; call `{key}.train()` at the top of the loop",
+                f"the second pass on {harm}; call `{key}.train()` at the top of the loop",
                 _fix(problem),
+                severity,
             )
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import libcst as cst
 
-from bnlint.analysis.model import SemanticModel
+from bnlint.analysis.mode_free import is_mode_free
+from bnlint.analysis.model import FunctionInfo, SemanticModel
 from bnlint.analysis.walk import descendants
+from bnlint.diagnostic import Severity
 from bnlint.rules.base import Anchor, FixPlan, NodeEdit
 
 # Text that may hold a mode-rule finding: files without any are not parsed for them.
@@ -24,6 +26,13 @@ MODE_RULE_TRIGGERS = (
 )
 LINE_BREAKS = "\r\n"
 TRAIN_MODE_HARM = "BatchNorm uses batch statistics and updates its running stats, dropout is active"
+
+
+def latent_only(model: SemanticModel, key: str, scope: FunctionInfo | None) -> Severity | None:
+    """A warning, not an error, for a model we can see runs the same in both
+    modes (no dropout, no norm statistics): the wrong mode changes nothing yet,
+    only once such a layer is added."""
+    return Severity.WARNING if is_mode_free(model, key, scope) else None
 
 
 def loop_anchor(loop: cst.CSTNode) -> cst.CSTNode:
