@@ -140,9 +140,21 @@ EVALUATION_HOOKS = frozenset({"validation_step", "test_step", "predict_step"})
 
 # -- the mode analysis (BNL001-BNL006) -------------------------------------------
 
+# torch.nn's dropout layers, in the order a fix spells them.
+DROPOUT_LAYERS = (
+    "Dropout",
+    "Dropout1d",
+    "Dropout2d",
+    "Dropout3d",
+    "AlphaDropout",
+    "FeatureAlphaDropout",
+)
+
 # torch.nn classes whose forward depends on the training flag: only these (and
 # project modules, which may contain anything) are tracked as models. A Linear
-# layer or a loss behaves the same in both modes.
+# layer or a loss behaves the same in both modes. A dropout layer on its own is
+# not a model either: it is noise on purpose (a denoising autoencoder's
+# corrupted inputs, at test time too).
 MODE_DEPENDENT_TORCH_CLASSES = frozenset(
     {
         "Sequential",
@@ -155,12 +167,6 @@ MODE_DEPENDENT_TORCH_CLASSES = frozenset(
         "LazyBatchNorm2d",
         "LazyBatchNorm3d",
         "SyncBatchNorm",
-        "Dropout",
-        "Dropout1d",
-        "Dropout2d",
-        "Dropout3d",
-        "AlphaDropout",
-        "FeatureAlphaDropout",
         "Transformer",
         "TransformerEncoder",
         "TransformerDecoder",

@@ -7,20 +7,14 @@ import libcst as cst
 from bnlint.analysis.architectures import contains_batch_norm
 from bnlint.analysis.effects import mode_switch
 from bnlint.analysis.flow import ModelCall
+from bnlint.analysis.frameworks import DROPOUT_LAYERS
 from bnlint.analysis.model import SemanticModel
 from bnlint.analysis.modes import FunctionFlow
 from bnlint.analysis.state import Grad, Mode
 from bnlint.rules.base import Anchor, Finding, FixPlan, NodeEdit, Rule
 from bnlint.rules.mode_fixes import MODE_RULE_TRIGGERS, line_indent, spelled
 
-DROPOUT_CLASSES = (
-    "torch.nn.Dropout",
-    "torch.nn.Dropout1d",
-    "torch.nn.Dropout2d",
-    "torch.nn.Dropout3d",
-    "torch.nn.AlphaDropout",
-    "torch.nn.FeatureAlphaDropout",
-)
+DROPOUT_CLASSES = tuple(f"torch.nn.{layer}" for layer in DROPOUT_LAYERS)
 
 
 class WholeModelTrainForMcDropout(Rule):
