@@ -47,7 +47,10 @@ class FunctionalDropoutAlwaysOn(Rule):
     function is checked when a method of an `nn.Module` of the same file calls
     it (directly or through other helpers) where the module may be in eval mode,
     and not when every such call passes a literal zero rate; static methods and
-    helpers of other files are not checked.
+    helpers of other files are not checked. A rate that is a parameter defaulting
+    to zero, which no call in the file sets (or only passes on the caller's own
+    such parameter), is an opt-in left off: latent diffusion's
+    `p_sample(..., noise_dropout=0.)` is not reported.
 
     ## Fix safety
     Adding `training=self.training` to a dropout that defaults to `training=True`
@@ -158,21 +161,38 @@ def _problem(model: SemanticModel, site: CallSite) -> _Problem | None:
 
 def _rate_left_at_zero(model: SemanticModel, site: CallSite) -> bool:
     """The rate is a parameter of the method that defaults to 0, and no call of
-    the method in the file passes it: PyTorch's reference attention,
-    ``torch.dropout(w, dropout_p, train=True)``, called without ``dropout_p``."""
-    function, rate = site.function, argument(site.node, "p", 1)
-    if function is None or rate is None or not isinstance(rate.value, cst.Name):
+    the method in the file sets it: PyTorch's reference attention,
+    ``torch.dropout(w, dropout_p, train=True)``, called without ``dropout_p``;
+    latent diffusion's ``p_sample(..., noise_dropout=0.)``, which its sampling
+    loop only hands its own ``noise_dropout=0.`` parameter."""
+    rate = argument(site.node, "p", 1)
+    if site.function is None or rate is None or not isinstance(rate.value, cst.Name):
         return False
-    name, params = rate.value.value, function.node.params
+    return _zero_unless_set(model, site.function, rate.value.value, depth=0)
+
+
+def _zero_unless_set(model: SemanticModel, function: FunctionInfo, name: str, depth: int) -> bool:
+    """``name`` is a parameter of ``function`` that defaults to 0, and every call
+    of ``function`` in the file leaves it out or passes on such a parameter."""
+    params = function.node.params
     declared = (*params.posonly_params, *params.params, *params.kwonly_params)
     default = next((p.default for p in declared if p.name.value == name), None)
-    if default is None or not is_zero_literal(default):
+    if default is None or not is_zero_literal(default) or depth > 3:
         return False
-    return not any(
-        function.argument_for(call.node, name) is not None
-        for call in model.calls
-        if (dotted_name(call.node.func) or "").rsplit(".", 1)[-1] == function.name
-    )
+    for call in model.calls:
+        if (dotted_name(call.node.func) or "").rsplit(".", 1)[-1] != function.name:
+            continue
+        passed = function.argument_for(call.node, name)
+        if passed is None:
+            continue
+        value = passed.value
+        if not (
+            isinstance(value, cst.Name)
+            and call.function is not None
+            and _zero_unless_set(model, call.function, value.value, depth + 1)
+        ):
+            return False
+    return True
 
 
 def _is_helper(function: FunctionInfo) -> bool:
