@@ -1,7 +1,8 @@
 """Does a module run the same in training and eval mode? Only when we can see
 everything it is built from: torch's own layers without dropout or norm
-statistics, and classes of the file that build nothing else and never read
-``self.training``. Anything we cannot see is not mode-free.
+statistics (recurrent layers built without ``dropout``), and classes of the
+file that build nothing else and never read ``self.training``. Anything we
+cannot see is not mode-free.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import re
 
 import libcst as cst
 
+from bnlint.analysis.calls import argument, is_zero_literal
 from bnlint.analysis.effects import without_moves
 from bnlint.analysis.frameworks import torch_layer
 from bnlint.analysis.model import ClassInfo, FunctionInfo, SemanticModel
@@ -25,13 +27,47 @@ _MODE_DEPENDENT = re.compile(
 )
 _MODULE_BASE = "torch.nn.Module"
 _MAX_DEPTH = 4
+# Recurrent layers drop between their layers only when built with ``dropout``
+# (the sixth positional argument), which defaults to zero.
+_RECURRENT = frozenset({"RNN", "LSTM", "GRU"})
+_RECURRENT_DROPOUT_POSITION = 5
 
 
-def is_mode_free(model: SemanticModel, key: str, scope: FunctionInfo | None) -> bool:
+def is_mode_free(
+    model: SemanticModel, key: str, scope: FunctionInfo | None, depth: int = 0
+) -> bool:
     """``model = Net().to(device)`` with a class ``Net`` of this file that only
-    builds ``nn.Linear`` and ``nn.ReLU``: training mode changes nothing."""
+    builds ``nn.Linear`` and ``nn.ReLU``: training mode changes nothing. A
+    parameter is mode-free when every call of its function in the file passes
+    such a model."""
     values = assigned_values(model, key, scope)
-    return bool(values) and all(_built_mode_free(model, v, 0) for v in values)
+    if values:
+        return all(_built_mode_free(model, v, 0) for v in values)
+    passed = _passed_for(model, key, scope) if depth < _MAX_DEPTH else []
+    return bool(passed) and all(
+        _built_mode_free(model, value, 0)
+        or (name is not None and is_mode_free(model, name, caller, depth + 1))
+        for value, caller in passed
+        for name in [dotted_name(without_moves(value))]
+    )
+
+
+def _passed_for(
+    model: SemanticModel, parameter: str, function: FunctionInfo | None
+) -> list[tuple[cst.BaseExpression, FunctionInfo | None]]:
+    """What the file's calls of ``function`` pass for ``parameter``, with the
+    function each call is in; empty if one of them leaves it to its default."""
+    if function is None or parameter not in function.parameter_names():
+        return []
+    passed = []
+    for site in model.calls:
+        if (dotted_name(site.node.func) or "").rsplit(".", 1)[-1] != function.name:
+            continue
+        arg = function.argument_for(site.node, parameter)
+        if arg is None:
+            return []
+        passed.append((arg.value, site.function))
+    return passed
 
 
 def _built_mode_free(model: SemanticModel, value: cst.BaseExpression, depth: int) -> bool:
@@ -42,15 +78,19 @@ def _built_mode_free(model: SemanticModel, value: cst.BaseExpression, depth: int
     if qualified == "torch.nn.Sequential":
         return all(_built_mode_free(model, arg.value, depth + 1) for arg in value.args)
     if qualified:
-        return _torch_layer_is_mode_free(qualified)
+        return _torch_layer_is_mode_free(qualified, value)
     local = model.class_named(value.func)
     return local is not None and _class_is_mode_free(model, local, depth + 1)
 
 
-def _torch_layer_is_mode_free(qualified: str) -> bool:
-    """``torch.nn.Linear``, ``torch.nn.parameter.Parameter``; not containers,
-    which hold what we cannot see, nor ``Dropout``, ``BatchNorm2d``, ``LSTM``."""
+def _torch_layer_is_mode_free(qualified: str, call: cst.Call) -> bool:
+    """``torch.nn.Linear``, ``torch.nn.parameter.Parameter``, ``nn.LSTM(32, 64)``;
+    not containers, which hold what we cannot see, nor ``Dropout``,
+    ``BatchNorm2d``, ``LSTM(..., dropout=0.2)``."""
     layer = torch_layer(qualified)
+    if layer in _RECURRENT:
+        rate = argument(call, "dropout", _RECURRENT_DROPOUT_POSITION)
+        return rate is None or is_zero_literal(rate.value)
     return layer is not None and not _depends(layer)
 
 
@@ -65,29 +105,59 @@ def _class_is_mode_free(model: SemanticModel, cls: ClassInfo, depth: int) -> boo
             local is not None and _class_is_mode_free(model, local, depth + 1)
         ):
             return False
-    for node in descendants(cls.node.body):
-        if isinstance(node, cst.Name | cst.Attribute):
-            if _depends(dotted_name(node) or "") or _switches_mode(node):
+    nodes = list(descendants(cls.node.body))
+    # Whole names only (``self.lstm``, not its ``lstm``), and not the called
+    # ones, which ``_call_is_mode_free`` judges.
+    skipped = {n.func for n in nodes if isinstance(n, cst.Call)}
+    skipped |= {n.attr for n in nodes if isinstance(n, cst.Attribute)}
+    for node in nodes:
+        if isinstance(node, cst.Name | cst.Attribute) and node not in skipped:
+            if _names_mode_dependent(dotted_name(node) or "") or _switches_mode(node):
                 return False
-        elif isinstance(node, cst.Call) and not _call_is_mode_free(model, node, depth):
+        elif isinstance(node, cst.Call) and not _call_is_mode_free(model, cls, node, depth):
             return False
     return True
 
 
-def _call_is_mode_free(model: SemanticModel, call: cst.Call, depth: int) -> bool:
+def _call_is_mode_free(model: SemanticModel, cls: ClassInfo, call: cst.Call, depth: int) -> bool:
     """A layer this class builds: one of torch's that is mode-free, or a mode-free
-    class of the file. Other calls are arithmetic on tensors, whose names
-    ``_depends`` has already checked."""
+    class of the file. A method of the class, or a sub-module it builds itself
+    (``self.lstm(x)``), is judged where it is written; other calls are
+    arithmetic on tensors, unless their names say otherwise (``F.dropout``)."""
     name = dotted_name(call.func) or ""
+    if name.startswith("self."):
+        return _runs_own_code(model, cls, name)
     if not name.rsplit(".", 1)[-1][:1].isupper():
-        return True
+        return not _depends(name)
     local = model.class_named(call.func)
     if local is not None:
         return _class_is_mode_free(model, local, depth + 1)
     qualified = model.qualname(call.func) or ""
     return qualified.startswith("torch.") and (
-        not qualified.startswith("torch.nn.") or _torch_layer_is_mode_free(qualified)
+        not qualified.startswith("torch.nn.") or _torch_layer_is_mode_free(qualified, call)
     )
+
+
+def _runs_own_code(model: SemanticModel, cls: ClassInfo, name: str) -> bool:
+    """``self.lstm(x)`` where the class sets ``self.lstm`` only to what it builds
+    (a call, judged as one), or a method, its own or inherited
+    (``self.register_buffer``). Not a module handed in (``self.inner_model =
+    model``), which we cannot see."""
+    if name.count(".") != 1:
+        return not _depends(name)  # ``self.cache.sum()``: arithmetic on what it holds
+    return all(
+        isinstance(a.value, cst.Call)
+        for a in model.assignments_by_target.get(name, ())
+        if a.function is not None and a.function.cls is cls
+    )
+
+
+def _names_mode_dependent(name: str) -> bool:
+    """``F.dropout``, ``nn.BatchNorm2d``, ``self.training``. Not the attribute a
+    sub-module is kept in (``self.lstm``): the call that builds it decides."""
+    if name.startswith("self."):
+        return name.rsplit(".", 1)[-1] == "training"
+    return _depends(name)
 
 
 def _depends(name: str) -> bool:

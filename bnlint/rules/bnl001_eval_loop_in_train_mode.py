@@ -52,9 +52,10 @@ class EvalLoopInTrainMode(Rule):
 
     ## Known problems
     A model we can see is built only from layers that run the same in both modes
-    (`nn.Linear`, `nn.ReLU`, local classes of those: no dropout, no norm
-    statistics) is reported as a warning: the numbers are right until someone
-    adds dropout or BatchNorm.
+    (`nn.Linear`, `nn.ReLU`, an `nn.LSTM` built without `dropout=`, local
+    classes of those: no dropout, no norm statistics) is reported as a warning:
+    the numbers are right until someone adds dropout or BatchNorm. Passed to the
+    evaluation function, it is judged by what every call in the file passes.
 
     Paths are not weighed: if any path reaches the loop with `.eval()` (say,
     under an `if`), nothing is reported. Models whose origin is unknown (a
