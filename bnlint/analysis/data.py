@@ -17,7 +17,7 @@ import libcst as cst
 from bnlint.analysis.calls import keyword_arg
 from bnlint.analysis.model import CallSite, FunctionInfo, SemanticModel
 from bnlint.analysis.names import dotted_name
-from bnlint.analysis.values import values_at
+from bnlint.analysis.values import assigned_values, values_at
 from bnlint.analysis.walk import descendants
 
 
@@ -163,16 +163,12 @@ def _pools(model: SemanticModel, targets: dict[cst.Call, str]) -> dict[cst.Call,
 def _calls_named_by(
     model: SemanticModel, node: cst.CSTNode, scope: FunctionInfo | None
 ) -> list[cst.Call]:
-    """``node`` if it is a call; the calls a local name ``node`` was assigned."""
+    """``node`` if it is a call; the calls a name ``node`` was assigned."""
     if isinstance(node, cst.Call):
         return [node]
     if not isinstance(node, cst.Name):
         return []
-    return [
-        a.value
-        for a in model.assignments_by_target.get(node.value, ())
-        if a.function is scope and isinstance(a.value, cst.Call)
-    ]
+    return [v for v in assigned_values(model, node.value, scope) if isinstance(v, cst.Call)]
 
 
 def _assignment_targets(model: SemanticModel) -> dict[cst.Call, str]:

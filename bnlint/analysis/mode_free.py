@@ -60,9 +60,7 @@ def _passed_for(
     if function is None or parameter not in function.parameter_names():
         return []
     passed = []
-    for site in model.calls:
-        if (dotted_name(site.node.func) or "").rsplit(".", 1)[-1] != function.name:
-            continue
+    for site in model.calls_of(function):
         arg = function.argument_for(site.node, parameter)
         if arg is None:
             return []
@@ -145,11 +143,7 @@ def _runs_own_code(model: SemanticModel, cls: ClassInfo, name: str) -> bool:
     model``), which we cannot see."""
     if name.count(".") != 1:
         return not _depends(name)  # ``self.cache.sum()``: arithmetic on what it holds
-    return all(
-        isinstance(a.value, cst.Call)
-        for a in model.assignments_by_target.get(name, ())
-        if a.function is not None and a.function.cls is cls
-    )
+    return all(isinstance(a.value, cst.Call) for a in model.attribute_assignments(cls, name))
 
 
 def _names_mode_dependent(name: str) -> bool:

@@ -58,9 +58,15 @@ class FunctionInfo:
         return params[0].name.value if params else None
 
     def parameter_names(self) -> list[str]:
+        return [param.name.value for param in self._parameters()]
+
+    def parameter_default(self, parameter: str) -> cst.BaseExpression | None:
+        """The default value of ``parameter``, if it has one."""
+        return next((p.default for p in self._parameters() if p.name.value == parameter), None)
+
+    def _parameters(self) -> list[cst.Param]:
         p = self.node.params
-        every = [*p.posonly_params, *p.params, *p.kwonly_params]
-        return [param.name.value for param in every]
+        return [*p.posonly_params, *p.params, *p.kwonly_params]
 
     def argument_for(self, call: cst.Call, parameter: str) -> cst.Arg | None:
         """What ``call``, a call of this function, passes for ``parameter``: by
@@ -414,7 +420,9 @@ class SemanticModel:
         pending = [function]
         while pending:
             helper = pending.pop()
-            for site in self._calls_by_callee_name.get(helper.name, ()):
+            for site in self._calls_by_last_name.get(helper.name, ()):
+                if not isinstance(site.node.func, cst.Name):
+                    continue  # ``obj.helper(...)`` is some other object's method
                 method = self.enclosing_module_method(site.function)
                 if method is not None:
                     yield site, method
@@ -426,13 +434,26 @@ class SemanticModel:
                     seen.add(site.function)
                     pending.append(site.function)
 
+    def attribute_assignments(self, cls: ClassInfo, target: str) -> list[Assignment]:
+        """Assignments to ``target`` (``self.lstm``) in the methods of ``cls``."""
+        return [
+            a
+            for a in self.assignments_by_target.get(target, ())
+            if a.function is not None and a.function.cls is cls
+        ]
+
+    def calls_of(self, function: FunctionInfo) -> list[CallSite]:
+        """The calls that may run ``function``: ``helper(...)``,
+        ``self.p_sample(...)``, any call whose last name is the function's."""
+        return self._calls_by_last_name.get(function.name, [])
+
     @cached_property
-    def _calls_by_callee_name(self) -> dict[str, list[CallSite]]:
-        """Calls of plain names (``helper(...)``), by name."""
+    def _calls_by_last_name(self) -> dict[str, list[CallSite]]:
         index: dict[str, list[CallSite]] = {}
         for site in self.calls:
-            if isinstance(site.node.func, cst.Name):
-                index.setdefault(site.node.func.value, []).append(site)
+            name = dotted_name(site.node.func)
+            if name is not None:
+                index.setdefault(name.rsplit(".", 1)[-1], []).append(site)
         return index
 
     def enclosing_module_method(self, function: FunctionInfo | None) -> FunctionInfo | None:

@@ -170,8 +170,8 @@ class ModeAnalysis:
                 target = self._method(cls, "__init__")
             if target is not None:
                 return target
-        elif isinstance(func, cst.Attribute):
-            method = self._method_of_receiver(func, scope)
+        elif isinstance(func, cst.Attribute) and (receiver := dotted_name(func.value)):
+            method = self._method_of(receiver, func.attr.value, scope)
             if method is not None:
                 return method
         qualname = self.model.qualname(func)
@@ -202,15 +202,12 @@ class ModeAnalysis:
         target = decorator.func if isinstance(decorator, cst.Call) else decorator
         return grad_context(self.model.qualname(target), decorator)
 
-    def _method_of_receiver(self, func: cst.Attribute, scope: Scope) -> FunctionInfo | None:
+    def _method_of(self, receiver: str, name: str, scope: Scope) -> FunctionInfo | None:
         """The method of this file that ``receiver.name`` names, if we can tell."""
-        receiver = dotted_name(func.value)
-        if receiver is None:
-            return None
         if scope is not None and scope.cls is not None and receiver == scope.self_name:
-            return self._method(scope.cls, func.attr.value)
+            return self._method(scope.cls, name)
         cls = self._class_of(receiver, scope)
-        return self._method(cls, func.attr.value) if isinstance(cls, ClassInfo) else None
+        return self._method(cls, name) if isinstance(cls, ClassInfo) else None
 
     # -- walking ------------------------------------------------------------------
 
@@ -345,9 +342,8 @@ class ModeAnalysis:
         cls = scope.cls if scope is not None else None
         if cls is None or dotted_name(func.value) != scope.self_name:
             return False
-        return self._method(cls, func.attr.value) is None and any(
-            a.function is not None and a.function.cls is cls
-            for a in self.model.assignments_by_target.get(f"self.{func.attr.value}", ())
+        return self._method(cls, func.attr.value) is None and bool(
+            self.model.attribute_assignments(cls, f"self.{func.attr.value}")
         )
 
     def may_be_model(self, key: str, fact: ModeFact, scope: Scope) -> bool:
@@ -370,18 +366,11 @@ class ModeAnalysis:
         project) whose ``act`` runs models only under its own ``torch.no_grad()``:
         calling it needs no no_grad around it."""
         owner, _, attr = key.rpartition(".")
-        cls = self._class_of(owner, scope) if owner else None
-        summary = None
-        if isinstance(cls, ClassInfo):
-            method = self._method(cls, attr)
-            flow = self.flow_of(method) if method is not None else None
-            summary = flow.summary if flow is not None else None
-        elif isinstance(cls, str):
-            summary = self._project_summary(f"{cls}.{attr}")
+        callee = self._method_callee(owner, attr, scope, None) if owner else None
         return (
-            summary is not None
-            and not summary.requirements
-            and set(summary.calls) <= summary.calls_without_grad
+            callee is not None
+            and not callee.summary.requirements
+            and set(callee.summary.calls) <= callee.summary.calls_without_grad
         )
 
     def callee(self, call: cst.Call, qualname: str | None, scope: Scope) -> Callee | None:
@@ -395,7 +384,10 @@ class ModeAnalysis:
                 init = self.constructor(call, scope)
                 return Callee(init.name, _unbound(init.summary), None, True) if init else None
         elif isinstance(func, cst.Attribute) and qualname is None:
-            return self._method_callee(func, scope)
+            receiver = dotted_name(func.value)
+            if receiver is None:
+                return None
+            return self._method_callee(receiver, func.attr.value, scope, func.value)
         if qualname is not None:
             summary = self._project_summary(qualname)
             if summary is not None:
@@ -405,16 +397,19 @@ class ModeAnalysis:
                 return Callee(init.name, _unbound(init.summary), None, same_file=False)
         return None
 
-    def _method_callee(self, func: cst.Attribute, scope: Scope) -> Callee | None:
-        method = self._method_of_receiver(func, scope)
+    def _method_callee(
+        self, receiver: str, name: str, scope: Scope, node: cst.BaseExpression | None
+    ) -> Callee | None:
+        """The method ``receiver.name`` runs, of this file or the project, with its
+        summary; ``node`` is the receiver as written, if there is a call."""
+        method = self._method_of(receiver, name, scope)
         if method is not None:
-            return self._local_callee(method, func.value)
-        receiver = dotted_name(func.value)
-        cls = self._class_of(receiver, scope) if receiver is not None else None
+            return self._local_callee(method, node)
+        cls = self._class_of(receiver, scope)
         if isinstance(cls, str):
-            summary = self._project_summary(f"{cls}.{func.attr.value}")
+            summary = self._project_summary(f"{cls}.{name}")
             if summary is not None:
-                return Callee(f"{cls}.{func.attr.value}", summary, func.value, same_file=False)
+                return Callee(f"{cls}.{name}", summary, node, same_file=False)
         return None
 
     def _local_callee(

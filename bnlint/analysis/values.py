@@ -80,15 +80,11 @@ def assigned_values(
     """Values assigned to ``name`` in ``scope`` (for ``self.x``, in any method of
     the class); when there are none, at module level, where scripts build things."""
     in_class = scope.cls if scope is not None and name.startswith("self.") else None
-    values = []
-    for assignment in model.assignments_by_target.get(name, ()):
-        same_scope = assignment.function is scope or (
-            in_class is not None
-            and assignment.function is not None
-            and assignment.function.cls is in_class
-        )
-        if same_scope and assignment.value is not None:
-            values.append(assignment.value)
+    if in_class is not None:
+        assignments = model.attribute_assignments(in_class, name)
+    else:
+        assignments = [a for a in model.assignments_by_target.get(name, ()) if a.function is scope]
+    values = [a.value for a in assignments if a.value is not None]
     if not values and scope is not None and in_class is None:
         return assigned_values(model, name, None)
     return values

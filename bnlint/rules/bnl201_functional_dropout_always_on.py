@@ -8,7 +8,6 @@ import libcst as cst
 from bnlint.analysis.calls import argument, is_zero_literal
 from bnlint.analysis.frameworks import FUNCTIONAL_DROPOUT
 from bnlint.analysis.model import CallSite, FunctionInfo, SemanticModel
-from bnlint.analysis.names import dotted_name
 from bnlint.analysis.training_flag import FlagState, may_run_in_eval, training_flag
 from bnlint.rules.base import Finding, Rule
 from bnlint.rules.fixes import set_keyword
@@ -174,14 +173,10 @@ def _rate_left_at_zero(model: SemanticModel, site: CallSite) -> bool:
 def _zero_unless_set(model: SemanticModel, function: FunctionInfo, name: str, depth: int) -> bool:
     """``name`` is a parameter of ``function`` that defaults to 0, and every call
     of ``function`` in the file leaves it out or passes on such a parameter."""
-    params = function.node.params
-    declared = (*params.posonly_params, *params.params, *params.kwonly_params)
-    default = next((p.default for p in declared if p.name.value == name), None)
+    default = function.parameter_default(name)
     if default is None or not is_zero_literal(default) or depth > 3:
         return False
-    for call in model.calls:
-        if (dotted_name(call.node.func) or "").rsplit(".", 1)[-1] != function.name:
-            continue
+    for call in model.calls_of(function):
         passed = function.argument_for(call.node, name)
         if passed is None:
             continue
