@@ -37,7 +37,9 @@ class TrackRunningStatsToggled(Rule):
     (`m.running_mean = None; m.running_var = None`, as TENT does), which makes flag
     and buffers agree; a layer put in eval mode right there (`m.eval()`), which is
     what freezes it; a temporary switch that saves the old value first
-    (`saved = m.track_running_stats`) to restore it; and values computed at run
+    (`saved = m.track_running_stats`) or sets it back in the same function or in
+    the context manager's `__exit__` (vissl's activation checkpointing, so that the
+    recomputed forward pass does not count a batch twice); and values computed at run
     time (`m.track_running_stats = not freeze_bn`), which may be `True`. A function
     that names InstanceNorm and never BatchNorm (Opacus' fixer for InstanceNorm
     layers) is about InstanceNorm, where the flag does what it says.
@@ -63,7 +65,7 @@ class TrackRunningStatsToggled(Rule):
                 and _is_false(assignment.value)
             ):
                 continue
-            if self._reported(model, target.value, assignment.function):
+            if self._reported(model, target.value, assignment.function, assignment.statement):
                 yield self._finding(model, target.attr, target.value)
         for site in model.calls:
             func, args = site.node.func, site.node.args
@@ -74,13 +76,16 @@ class TrackRunningStatsToggled(Rule):
                 isinstance(name, cst.SimpleString)
                 and name.evaluated_value == FLAG
                 and _is_false(value)
-                and self._reported(model, args[0].value, site.function)
+                and self._reported(model, args[0].value, site.function, site.node)
             ):
                 yield self._finding(model, site.node, args[0].value)
 
     @staticmethod
     def _reported(
-        model: SemanticModel, layer: cst.BaseExpression, function: FunctionInfo | None
+        model: SemanticModel,
+        layer: cst.BaseExpression,
+        function: FunctionInfo | None,
+        switch: cst.CSTNode,
     ) -> bool:
         name = dotted_name(layer)
         if function is not None and name == function.self_name:
@@ -88,6 +93,7 @@ class TrackRunningStatsToggled(Rule):
         return not (
             _drops_buffers(model, name, function)
             or _saves_flag(model, name, function)
+            or _sets_it_back(model, function, switch)
             or _puts_in_eval(model, name, function)
             or _about_instance_norm(model, function)
         )
@@ -140,6 +146,28 @@ def _saves_flag(model: SemanticModel, layer: str | None, function: FunctionInfo 
         and isinstance(a.value, cst.Attribute)
         and a.value.attr.value == FLAG
         and dotted_name(a.value.value) == layer
+        for a in model.assignments
+    )
+
+
+def _sets_it_back(model: SemanticModel, function: FunctionInfo | None, switch: cst.CSTNode) -> bool:
+    """A temporary toggle: the flag is also set to something other than False in
+    the same function (vissl's checkpointed blocks: ``m.track_running_stats =
+    m.training`` before a block, False after it, so that recomputing its forward
+    pass does not count the batch twice), or in the ``__exit__`` of the context
+    manager whose ``__enter__`` this is (mammoth's ``bn_track_stats``). Not in
+    another branch of an ``if enabled: ... else: ...``: that is a setter."""
+    if function is None:
+        return False
+    scopes = {function}
+    if function.cls is not None and function.name == "__enter__":
+        scopes.add(function.cls.methods.get("__exit__"))  # type: ignore[arg-type]
+    return any(
+        a.function in scopes
+        and isinstance(a.target, cst.Attribute)
+        and a.target.attr.value == FLAG
+        and not _is_false(a.value)
+        and not model.in_exclusive_branches(a.statement, switch, function)
         for a in model.assignments
     )
 

@@ -85,12 +85,13 @@ class EvaluationOnTrainingData(Rule):
             return
         source = dotted_name(value)
         if source is not None and is_data_name(source) and role_from_name(source) is Role.TRAIN:
-            yield Finding(value, f"`{target}` is the training data `{source}`: " + _CONSEQUENCE)
+            if not _read_through_samplers(model, target, assignment):
+                yield Finding(value, f"`{target}` is the training data `{source}`: " + _CONSEQUENCE)
             return
         if (
             isinstance(value, cst.Call)
             and model.qualname(value.func) in DATA_LOADERS
-            and not any(keyword_arg(value, name) for name in _SPLITTING_SAMPLERS)
+            and not _has_own_sampler(value)
         ):
             dataset = argument(value, "dataset", 0)
             name = dotted_name(dataset.value) if dataset else None
@@ -179,6 +180,32 @@ def _accumulates_validation(model: SemanticModel, loop: StatementSite) -> bool:
 # A loader with its own sampler reads the part of the dataset the sampler picks:
 # ``DataLoader(train_data, sampler=valid_sampler)`` is the held-out split.
 _SPLITTING_SAMPLERS = ("sampler", "batch_sampler")
+
+
+def _has_own_sampler(loader: cst.Call) -> bool:
+    return any(keyword_arg(loader, name) for name in _SPLITTING_SAMPLERS)
+
+
+def _read_through_samplers(model: SemanticModel, dataset: str, alias: Assignment) -> bool:
+    """Do the loaders that may read ``dataset`` after ``alias`` bound it to the
+    training data all have their own sampler? Then it is the held-out split:
+    ``valid_data = train_data_v2`` (a copy given the evaluation transform), then
+    ``DataLoader(valid_data, sampler=SubsetRandomSampler(valid_split))``."""
+    function = alias.function
+    within = function.node if function is not None else None
+    loaders = [
+        site.node
+        for site in model.calls
+        if site.function is function
+        and model.qualname(site.node.func) in DATA_LOADERS
+        and (read := argument(site.node, "dataset", 0)) is not None
+        and dotted_name(read.value) == dataset
+        and model.order.starts_after(site.node, alias.statement, within)
+        and not model.in_exclusive_branches(alias.statement, site.node, function)
+    ]
+    return bool(loaders) and all(_has_own_sampler(loader) for loader in loaders)
+
+
 _CONSEQUENCE = (
     "the validation numbers measure memorisation, not generalisation; use the validation loader"
 )

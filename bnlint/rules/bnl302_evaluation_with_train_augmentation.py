@@ -46,18 +46,19 @@ class EvaluationWithTrainAugmentation(Rule):
     each epoch, and early stopping and model selection follow the noise.
 
     ## Known problems
-    Only transforms built in the same file are followed. A function or module
-    class of the file used as the transform is read: if it calls nothing random
-    (`np.random`, `torch.rand*`, `random.*`, a random transform), sharing it is
-    fine. Explicit test-time augmentation (a dataset named `tta_*` or
-    `*augment*`) is not reported. A transform we cannot read, reported because the
-    training dataset uses it too or because its variable is named `train_*`, is a
-    warning, not an error; one that both datasets share but that is named or built
-    for evaluation (`test_to_tensor`, `make_classification_eval_transform()`) is
-    the eval transform reused for training, and is not reported. Nor is a
-    transform variable that the training and evaluation datasets get in different
-    branches of one `if mode == "train": ... elif mode == "test": ...` chain,
-    where each run builds one of them.
+    Only transforms built in the same file are followed. Steps that every library spells
+    alike (`ToTensor`, `Normalize`, `Resize`, `CenterCrop`) and conversions named
+    `To...` (a project's `ToTensor1D`) are deterministic wherever they come from. A
+    function or module class of the file used as the transform is read: if it calls
+    nothing random (`np.random`, `torch.rand*`, `random.*`, a random transform), sharing
+    it is fine. Explicit test-time augmentation (a dataset named `tta_*` or `*augment*`)
+    is not reported. A transform we cannot read, reported because the training dataset
+    uses it too or because its variable is named `train_*`, is a warning, not an error;
+    one that both datasets share but that is named or built for evaluation
+    (`test_to_tensor`, `make_classification_eval_transform()`) is the eval transform
+    reused for training, and is not reported. Nor is a transform variable that the
+    training and evaluation datasets get in different branches of one `if mode ==
+    "train": ... elif mode == "test": ...` chain, where each run builds one of them.
 
     ## Fix safety
     When exactly one deterministic evaluation transform (`val_transform`,
@@ -172,6 +173,11 @@ _DETERMINISTIC_STEPS = frozenset(
 )
 
 
+# A conversion step (``ToTensor1D``, ``ToFloat``, a project's own): deterministic
+# whatever library or project spells it.
+_CONVERSION = re.compile(r"To[A-Z0-9]")
+
+
 # A transform variable: its name, and the function it is local to (None for
 # module globals and attributes, which every function shares).
 _TransformKey = tuple[FunctionInfo | None, str]
@@ -270,9 +276,10 @@ def _local_code(
 
 
 def _known_steps_only(call: cst.Call) -> bool:
-    """``Compose([ToTensor(), Normalize(m, s)])``: each call a deterministic step."""
+    """``Compose([ToTensor(), Normalize(m, s)])``, ``ToTensor1D()``: each call a
+    deterministic step."""
     step = (dotted_name(call.func) or "").rsplit(".", 1)[-1]
-    if step not in _DETERMINISTIC_STEPS:
+    if step not in _DETERMINISTIC_STEPS and not _CONVERSION.match(step):
         return False
     if step != "Compose":
         return True  # its arguments are settings, not steps
