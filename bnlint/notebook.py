@@ -352,6 +352,10 @@ class Program:
         return f"{path}:cell {self.cells[cell]}:{line}:{column}:{rest}"
 
 
+# Python's messages for it may name lines of the whole program.
+_SYNTAX_ERROR = "BNL901"
+
+
 def _separator(tag: str) -> str:
     # A statement at column 0: an indented block cannot run on into the next cell.
     return f"pass  # {tag}\n"
@@ -409,6 +413,17 @@ class Layout:
                 return row[0], row[1], self.line_lengths[earlier - 1] + 1
         return 0, 1, 1
 
+    def _lines_in_cells(self, message: str, cell: int) -> str:
+        """Python's "after function definition on line 151" counts lines of the whole
+        program: say the line of the cell, and which cell when it is another one."""
+
+        def in_cell(match: re.Match[str]) -> str:
+            other, line, _ = self.locate(int(match[1]), 1)
+            where = "" if other == cell else f" of cell {self.program.cells[other]}"
+            return f"line {line}{where}"
+
+        return re.sub(r"\bline (\d+)", in_cell, message)
+
     def _cell_of(self, line: int) -> int | None:
         """The code cell of an ordinary program line (not a separator or placeholder)."""
         if not 1 <= line <= len(self.rows) or line in self.placeholders:
@@ -439,8 +454,12 @@ class Layout:
         extra["notebook_line"] = notebook.file_line(
             number, self._cell_offset(notebook, number, line)
         )
+        message = diagnostic.message
+        if diagnostic.code == _SYNTAX_ERROR:
+            message = self._lines_in_cells(message, cell)
         return replace(
             diagnostic,
+            message=message,
             line=line,
             column=column,
             end_line=end_line,

@@ -127,6 +127,14 @@ def test_a_syntax_error_is_reported_in_its_cell() -> None:
     assert [(d.extra["cell"], d.line, d.code) for d in found] == [(2, 1, "BNL901")]
 
 
+def test_a_syntax_error_names_lines_of_its_cell() -> None:
+    # Python counts the lines of the whole program; the message counts the cell's.
+    cells = ("import torch\nx = 1", "y = 2\n\ndef todo():\n# your code here")
+    (found,) = lint_notebook(notebook(*cells), "n.ipynb", Config())
+    assert (found.extra["cell"], found.line) == (2, 4)
+    assert found.message.endswith("after function definition on line 3")
+
+
 def test_a_block_does_not_run_on_into_the_next_cell() -> None:
     # Jupyter runs each cell on its own: an indented cell after a loop is an error.
     found = codes(notebook("for i in range(3):\n    pass", "    model.eval"))
