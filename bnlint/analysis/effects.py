@@ -237,6 +237,11 @@ MODE_PRESERVING_METHODS = SAME_MODULE_METHODS | frozenset(
         "items",
         "get",
         "__call__",
+        # Conventional initialisers: no forward pass, no switch.
+        "reset_parameters",
+        "init_weights",
+        "init_hidden",
+        "initHidden",
     }
 )
 # Calls that use a model without switching its mode: builtins, torch, logging.

@@ -174,6 +174,8 @@ class Interpreter:
         self._frames: list[_Frame] = []
         self._statement: cst.CSTNode | None = None
         self._unused: cst.Call | None = None
+        self._stored: dict[cst.Call, list[cst.BaseAssignTargetExpression]] = {}
+        self._arguments_of: dict[cst.Call, list[cst.Call]] = {}
         self._handlers: dict[type, Callable[[cst.CSTNode, State], State | None]] = {
             cst.SimpleStatementLine: self._simple_line,
             cst.If: self._if,
@@ -226,6 +228,8 @@ class Interpreter:
                 state.set_mode(dotted_name(node.value.value), ModeFact(intended))  # type: ignore[arg-type]
             return self.expression(node.value, state)
         if isinstance(node, cst.Assign):
+            if isinstance(node.value, cst.Call):
+                self._stored[node.value] = [t.target for t in node.targets]
             return self._assign([t.target for t in node.targets], node.value, state)
         if isinstance(node, cst.AnnAssign):
             if node.value is None:
@@ -536,6 +540,8 @@ class Interpreter:
             self._unused = None
             state = self.expression(node.func, state)
             for arg in node.args:
+                if type(arg.value) is cst.Call:
+                    self._arguments_of.setdefault(node, []).append(arg.value)
                 state = self.expression(arg.value, state)
             return self.call(node, state, used=not unused)
         if kind is cst.Lambda:
@@ -642,6 +648,10 @@ class Interpreter:
                 grad = Grad.OFF if func.attr.value == "generate" else grad
             elif func.attr.value in MODE_PRESERVING_METHODS:
                 return False  # ``model.parameters()`` does not run the model
+            elif func.attr.value in ("eval", "train"):
+                # Not a mode switch (``call`` tried that): OGB's ``evaluator.eval(results)``,
+                # a trainer's ``train(data)``. Neither runs a forward pass here.
+                return False
         if key is None:
             return False
         fact = self.analysis.fact(state, key, self.function_key)
@@ -661,8 +671,31 @@ class Interpreter:
         used: bool,
         grad_set_by_callee: bool = False,
     ) -> None:
+        used = used and not self._stored_and_never_read(node)
         self.events.model_calls[node] = ModelCall(
             node, key, fact, grad, self._loops(), used, self._here(), grad_set_by_callee
+        )
+        if not used:
+            self._discard_inputs(node)
+
+    def _discard_inputs(self, node: cst.Call) -> None:
+        """The forward passes computing the inputs of a forward pass whose output is
+        thrown away (``net(z, net.shared(y))``) are thrown away with it."""
+        for argument in self._arguments_of.get(node, ()):
+            feeding = self.events.model_calls.get(argument)
+            if feeding is not None and feeding.used:
+                feeding.used = False
+            self._discard_inputs(argument)
+
+    def _stored_and_never_read(self, node: cst.Call) -> bool:
+        """``x = net(z)`` with ``x`` never read: the output is thrown away, as in
+        BigGAN's standing-statistics passes."""
+        targets = self._stored.get(node)
+        scope = self.function_key
+        return bool(targets) and all(
+            isinstance(target, cst.Name)
+            and self.analysis.model.name_count(scope, target.value) == 1  # type: ignore[arg-type]
+            for target in targets  # type: ignore[union-attr]
         )
 
     def _apply(self, node: cst.Call, callee: Callee, state: State, used: bool) -> State:

@@ -15,17 +15,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import PurePath
 
 import libcst as cst
 
 from bnlint.analysis.calls import positional_args
 from bnlint.analysis.data import Role, role_from_arguments, role_from_name
+from bnlint.analysis.effects import is_training_step
 from bnlint.analysis.flow import Events, LoopVisit, ModelCall
-from bnlint.analysis.model import FunctionInfo, SemanticModel
-from bnlint.analysis.names import dotted_name
+from bnlint.analysis.model import CallSite, FunctionInfo, SemanticModel
+from bnlint.analysis.names import dotted_name, target_names
 from bnlint.analysis.state import Grad
 from bnlint.analysis.values import assigned_values
+from bnlint.analysis.walk import descendants
 
 _EVALUATION_FUNCTION = re.compile(
     r"^_*(validate|validation|evaluate|evaluation|eval|test|testing|predict|prediction"
@@ -118,6 +121,26 @@ def _subscript_role(subscript: cst.Subscript) -> Role | None:
     return None
 
 
+def _reads_any(node: cst.CSTNode, names: set[str]) -> bool:
+    return bool(names) and any(
+        isinstance(current, cst.Name) and current.value in names for current in descendants(node)
+    )
+
+
+def _loops_switching_grad(events: Events) -> set[cst.CSTNode]:
+    """Loops whose body turns autograd off around some model calls and leaves it
+    on for others: the loop manages autograd itself, and what runs with it on
+    does so by choice (a test-time adaptation step after a no-grad forward)."""
+    off: set[cst.CSTNode] = set()
+    on: set[cst.CSTNode] = set()
+    for call in events.model_calls.values():
+        if call.grad is Grad.OFF and not call.grad_set_by_callee:
+            off.update(call.loops)
+        elif call.grad is Grad.ON or call.grad is Grad.CALLER:
+            on.update(call.loops)
+    return off & on
+
+
 @dataclass(frozen=True)
 class Evaluation:
     """A model call and the loop that evaluates it."""
@@ -135,9 +158,9 @@ class LoopRoles:
         self._function = function
         self._events = events
         self.training_loops = {loop for step in events.steps.values() for loop in step.loops}
-        self.gradient_loops = {
+        self.autograd_loops = {
             loop for point in events.gradient_calls.values() for loop in point.loops
-        }
+        } | _loops_switching_grad(events)
         self.evaluation_function = is_evaluation_function(function, model.path)
         self._roles: dict[cst.CSTNode, Role | None] = {}
 
@@ -167,10 +190,11 @@ class LoopRoles:
         self, call: ModelCall, data: Role | None, depth: int, visit: LoopVisit
     ) -> bool:
         """A loop that turns autograd off around the model, over no training data,
-        evaluates it. Not inside a loop that trains or before a training step of
-        the same function, where no-grad work is part of training (an RL rollout,
-        the returns or targets it computes), and not when a helper turned autograd
-        off: its caller's loop decides."""
+        evaluates it. Not inside a loop that trains, before a training step of the
+        same function, or computing what every caller's training loop reads, where
+        no-grad work is part of training (an RL rollout, the returns or targets it
+        computes), and not when a helper turned autograd off: its caller's loop
+        decides."""
         return (
             call.grad is Grad.OFF
             and not call.grad_set_by_callee
@@ -181,9 +205,42 @@ class LoopRoles:
 
     def _trains_after(self, loop: cst.CSTNode) -> bool:
         within = self._function.node if self._function is not None else None
-        return any(
+        return self._feeds_training or any(
             self._model.order.starts_after(step.node, loop, within)
             for step in self._events.steps.values()
+        )
+
+    @cached_property
+    def _feeds_training(self) -> bool:
+        """Does every call of this function in the file compute what a later
+        training loop of its caller reads? Then its no-grad loops are part of
+        training (PPO's ``data = self.calc_advantage(data)``, then the minibatch
+        loop over ``data`` that steps the optimizer)."""
+        if self._function is None or self.evaluation_function:
+            return False
+        calls = self._model.calls_of(self._function)
+        return bool(calls) and all(self._read_by_training_loop(site) for site in calls)
+
+    def _read_by_training_loop(self, call: CallSite) -> bool:
+        model, caller = self._model, call.function
+        within = caller.node if caller is not None else None
+        results = {
+            name
+            for a in model.assignments
+            if a.value is call.node
+            for name in target_names(a.target)
+        }
+        steps = [
+            site.node
+            for site in model.calls
+            if site.function is caller and is_training_step(site.node, site.qualname)
+        ]
+        return any(
+            loop.function is caller
+            and model.order.starts_after(loop.node, call.node, within)
+            and any(model.order.contains(loop.node, step, within) for step in steps)
+            and _reads_any(loop.node, results)
+            for loop in model.loops
         )
 
     def over_training_data(self, call: ModelCall) -> bool:

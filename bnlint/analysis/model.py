@@ -8,6 +8,7 @@ items and loops, each with its enclosing function.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Container, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -21,7 +22,7 @@ from bnlint.analysis.frameworks import is_framework_module_base
 from bnlint.analysis.names import ImportTable, dotted_name
 from bnlint.analysis.positions import Positions, SourceOrder
 from bnlint.analysis.project import is_outside_project
-from bnlint.analysis.walk import children
+from bnlint.analysis.walk import children, descendants
 from bnlint.source import line_starts
 
 if TYPE_CHECKING:
@@ -441,6 +442,19 @@ class SemanticModel:
             for a in self.assignments_by_target.get(target, ())
             if a.function is not None and a.function.cls is cls
         ]
+
+    def name_count(self, function: FunctionInfo | None, name: str) -> int:
+        """How often ``name`` is written or read in ``function`` (None: the module)."""
+        counts = self._name_counts.get(function)
+        if counts is None:
+            root = function.node if function is not None else self.module
+            counts = Counter(n.value for n in descendants(root) if type(n) is cst.Name)
+            self._name_counts[function] = counts
+        return counts[name]
+
+    @cached_property
+    def _name_counts(self) -> dict[FunctionInfo | None, Counter[str]]:
+        return {}
 
     def calls_of(self, function: FunctionInfo) -> list[CallSite]:
         """The calls that may run ``function``: ``helper(...)``,

@@ -65,6 +65,8 @@ _MARKER_METHODS = frozenset(
     {"eval", "train", "backward", "manual_backward", "step", "apply", "generate"}
 )
 _MARKER_CALLS = GRAD_MODE_CONTEXTS | SET_GRAD_ENABLED | frozenset(EXPORTERS)
+# A decorator from another file named so may set autograd: it is unknown.
+_GRAD_DECORATOR_NAME = re.compile(r"grad|inference")
 # Libraries whose model objects run their own inference loops and modes.
 _SELF_MANAGING = ("ultralytics.",)
 
@@ -200,7 +202,33 @@ class ModeAnalysis:
 
     def _grad_decorator(self, decorator: cst.BaseExpression) -> Grad | None:
         target = decorator.func if isinstance(decorator, cst.Call) else decorator
-        return grad_context(self.model.qualname(target), decorator)
+        qualname = self.model.qualname(target)
+        known = grad_context(qualname, decorator)
+        if known is not None:
+            return known
+        local = self._functions_by_name.get(dotted_name(target) or "")
+        if local is not None:
+            return self._grad_contexts_in(local.node)
+        # Another file's decorator (yolov5's ``smart_inference_mode()``): by its name.
+        name = (qualname or dotted_name(target) or "").rsplit(".", 1)[-1]
+        return Grad.UNKNOWN if _GRAD_DECORATOR_NAME.search(name.lower()) else None
+
+    def _grad_contexts_in(self, node: cst.CSTNode) -> Grad | None:
+        """What the grad contexts named in a decorator of this file set around the
+        function it wraps (``with torch.no_grad(): return func(*args)``): OFF when
+        each turns autograd off, UNKNOWN when they differ, None when it names none."""
+        grads = set()
+        called = set()
+        for current in descendants(node):
+            if isinstance(current, cst.Call):
+                called.add(current.func)
+                grads.add(grad_context(self.model.qualname(current.func), current))
+            elif isinstance(current, cst.Name | cst.Attribute) and current not in called:
+                grads.add(grad_context(self.model.qualname(current), current))
+        grads.discard(None)
+        if not grads:
+            return None
+        return grads.pop() if len(grads) == 1 else Grad.UNKNOWN
 
     def _method_of(self, receiver: str, name: str, scope: Scope) -> FunctionInfo | None:
         """The method of this file that ``receiver.name`` names, if we can tell."""
@@ -581,7 +609,7 @@ class ModeAnalysis:
             call = evaluation.call
             if call.fact.from_caller:
                 yield Requirement(Need.EVAL, call.key, where, evaluation.why, call.key)
-            if call.grad is Grad.CALLER and evaluation.loop.node not in flow.roles.gradient_loops:
+            if call.grad is Grad.CALLER and evaluation.loop.node not in flow.roles.autograd_loops:
                 # Keyed on the model when it is the caller's too: only a model counts.
                 if call.fact.from_caller:
                     yield Requirement(Need.NO_GRAD, call.key, where, evaluation.why, call.key)

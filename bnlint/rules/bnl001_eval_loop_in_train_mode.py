@@ -70,7 +70,12 @@ class EvalLoopInTrainMode(Rule):
     thrown away (BatchNorm recalibration, `update_bn`-style) are not evaluation,
     and neither are Lightning's `validation_step`/`test_step`/`predict_step`, the
     evaluation methods of an HF `Trainer` subclass, or Ignite evaluators, which
-    switch modes themselves.
+    switch modes themselves. `.eval(...)` and `.train(...)` called with arguments
+    that `nn.Module` does not take (OGB's `evaluator.eval(results)`, a trainer's
+    `train(data)`) are other objects' methods: no switch, no forward pass. Nor
+    is a no-grad loop of a helper that computes what its caller then trains on
+    (PPO's advantages, `data = self.calc_advantage(data)` before the optimizer
+    steps over `data`).
 
     ## Fix safety
     The fix inserts `model.eval()` before the loop (or before the call). It is

@@ -4,28 +4,33 @@ from collections.abc import Iterator
 
 import libcst as cst
 
+from bnlint.analysis.calls import keyword_arg
 from bnlint.analysis.flow import ModelCall
+from bnlint.analysis.loops import Evaluation
 from bnlint.analysis.model import SemanticModel
 from bnlint.analysis.modes import FunctionFlow, ModeAnalysis
 from bnlint.analysis.state import Grad, Mode
 from bnlint.analysis.summaries import Need
+from bnlint.analysis.walk import descendants
 from bnlint.diagnostic import Severity
 from bnlint.rules.base import Anchor, Finding, FixPlan, NodeEdit, Rule
 from bnlint.rules.mode_fixes import MODE_RULE_TRIGGERS, loop_anchor, spelled, wrap_in_with
 
 NO_GRAD = "torch.no_grad"
 _WASTE = "every forward pass records a graph that is never used, costing memory and time"
+_VOLATILE = " (`volatile=True` has had no effect since PyTorch 0.4)"
 
 
 class EvalLoopWithoutNoGrad(Rule):
     """
     ## What it does
-    Finds evaluation loops (as BNL001 defines them) that call a model with
-    autograd on: no `torch.no_grad()`, `torch.inference_mode()`,
-    `torch.set_grad_enabled(False)` or decorator of those reaches the loop. Also
-    finds calls, in this file or (on the command line) in another file of the
-    project, to a function whose evaluation loop leaves autograd to its caller,
-    made with autograd on.
+    Finds evaluation loops (as BNL001 defines them) that call a model with autograd on:
+    no `torch.no_grad()`, `torch.inference_mode()`, `torch.set_grad_enabled(False)` or
+    decorator of those reaches the loop. Also finds calls, in this file or (on the
+    command line) in another file of the project, to a function whose evaluation loop
+    leaves autograd to its caller, made with autograd on. Code written for PyTorch 0.3
+    that marks its inputs `Variable(x, volatile=True)` gets a note: that flag has had no
+    effect since 0.4.
 
     ## Why is this bad?
     With autograd on, every forward pass keeps its activations for a backward
@@ -34,17 +39,21 @@ class EvalLoopWithoutNoGrad(Rule):
     results are the same, so the mistake goes unnoticed.
 
     ## Known problems
-    Loops that compute gradients on purpose (`torch.autograd.grad`,
-    `requires_grad_()`: adversarial evaluation, saliency maps) and loops with a
-    training step are not evaluation. Hugging Face's `model.generate(...)` and
-    pipelines (`pipeline(prompt)`, `pipe(image)`) switch autograd off themselves,
+    Loops that compute gradients on purpose (`torch.autograd.grad`, `requires_grad_()`:
+    adversarial evaluation, saliency maps) and loops with a training step are not
+    evaluation. A loop that turns autograd off itself around some of its model calls
+    leaves it on for the others by choice (a test-time adaptation step after a no-grad
+    forward pass), so it is not reported either. Hugging Face's `model.generate(...)`
+    and pipelines (`pipeline(prompt)`, `pipe(image)`) switch autograd off themselves,
     and so does a helper of the project that runs the model under its own
-    `torch.no_grad()` (`net_process(model, image)`, an RL agent's `act(state)`);
-    a tokenizer's, a loss's or a dataset's methods are not the model. A function that
-    leaves autograd to its callers is quiet when no caller is visible (flake8,
-    stdin, a single file);
-    grad modes set by decorators or context managers bnlint does not know are
-    unknown, and unknown is never reported.
+    `torch.no_grad()` (`net_process(model, image)`, an RL agent's `act(state)`); a
+    tokenizer's, a loss's or a dataset's methods are not the model. A function that
+    leaves autograd to its callers is quiet when no caller is visible (flake8, stdin, a
+    single file); a decorator defined in the file is read for the grad context it opens
+    around the function (`with torch.no_grad(): return func(*args)`), and one from
+    elsewhere named for grad or inference (yolov5's `smart_inference_mode()`) is taken
+    to set it; other grad modes set by decorators or context managers bnlint does not
+    know are unknown, and unknown is never reported.
 
     ## Fix safety
     In a function named for evaluation that has no training step and computes
@@ -85,14 +94,18 @@ class EvalLoopWithoutNoGrad(Rule):
     def _loops(
         self, model: SemanticModel, analysis: ModeAnalysis, flow: FunctionFlow
     ) -> Iterator[Finding]:
-        reported = set()
+        # One finding per loop, naming the model itself over its methods
+        # (``encoder`` over ``encoder.initHidden``) where it calls both.
+        by_loop: dict[cst.CSTNode, Evaluation] = {}
         for evaluation in flow.evaluations:
+            loop = evaluation.loop.node
+            if loop in flow.roles.autograd_loops or not _grad_on(analysis, flow, evaluation.call):
+                continue
+            named = by_loop.get(loop)
+            if named is None or evaluation.call.key.count(".") < named.call.key.count("."):
+                by_loop[loop] = evaluation
+        for evaluation in by_loop.values():
             call, loop = evaluation.call, evaluation.loop
-            if not _grad_on(analysis, flow, call):
-                continue
-            if loop.node in flow.roles.gradient_loops or loop.node in reported:
-                continue
-            reported.add(loop.node)
             # Grad.ON in a function: enabled in it, which a decorator would not undo.
             decorate = call.grad is Grad.CALLER and _can_decorate(flow)
             remedy = (
@@ -102,9 +115,18 @@ class EvalLoopWithoutNoGrad(Rule):
             )
             yield Finding(
                 loop_anchor(loop.node),
-                f"autograd is on in this {evaluation.why} calling `{call.key}`: {_WASTE}; {remedy}",
+                f"autograd is on in this {evaluation.why} calling `{call.key}`: {_WASTE}"
+                f"{_VOLATILE if _marks_volatile(loop.node) else ''}; {remedy}",
                 _fix(model, analysis, flow, loop.statement, loop.loops, decorate),
             )
+
+
+def _marks_volatile(loop: cst.CSTNode) -> bool:
+    """``Variable(x, volatile=True)``: PyTorch 0.3's way to turn autograd off."""
+    return any(
+        isinstance(node, cst.Call) and keyword_arg(node, "volatile") is not None
+        for node in descendants(loop)
+    )
 
 
 def _grad_on(analysis: ModeAnalysis, flow: FunctionFlow, call: ModelCall) -> bool:

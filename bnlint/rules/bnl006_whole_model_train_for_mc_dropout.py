@@ -4,13 +4,15 @@ from collections.abc import Iterator
 
 import libcst as cst
 
-from bnlint.analysis.architectures import contains_batch_norm
+from bnlint.analysis.architectures import BATCH_NORM_CLASSES, contains_batch_norm
 from bnlint.analysis.effects import mode_switch
 from bnlint.analysis.flow import ModelCall
 from bnlint.analysis.frameworks import DROPOUT_LAYERS
 from bnlint.analysis.model import SemanticModel
 from bnlint.analysis.modes import FunctionFlow
+from bnlint.analysis.names import dotted_name
 from bnlint.analysis.state import Grad, Mode
+from bnlint.analysis.values import assigned_values
 from bnlint.rules.base import Anchor, Finding, FixPlan, NodeEdit, Rule
 from bnlint.rules.mode_fixes import MODE_RULE_TRIGGERS, line_indent, spelled
 
@@ -35,15 +37,18 @@ class WholeModelTrainForMcDropout(Rule):
     uncertainty estimates mix dropout noise with batch-composition noise.
 
     ## Known problems
-    Forward passes whose output is thrown away (`model(x)` as a statement), and
-    forward passes over the training data (`for x, _ in train_loader`), are
-    BatchNorm recalibration, as `torch.optim.swa_utils.update_bn` does on
-    purpose, and are not reported. Enabling only the dropout modules
-    (`if isinstance(m, nn.Dropout): m.train()`) is the correct form and is not
-    reported. A model built where we can see it from torch's own layers with no
-    BatchNorm among them (`nn.Sequential(nn.Linear(...), nn.Dropout(...))`) is
-    not reported: `.train()` switches on only its dropout. A model whose layers
-    we cannot see is reported, and the fix is still the safer habit.
+    Forward passes whose output is thrown away (`model(x)` as a statement, or `x =
+    net(z, net.shared(y))` with `x` never read, as BigGAN's standing statistics do), and
+    forward passes over the training data (`for x, _ in train_loader`), are BatchNorm
+    recalibration, as `torch.optim.swa_utils.update_bn` does on purpose, and are not
+    reported. Enabling only the dropout modules (`if isinstance(m, nn.Dropout):
+    m.train()`) is the correct form and is not reported. A model built where we can see
+    it from torch's own layers with no BatchNorm among them
+    (`nn.Sequential(nn.Linear(...), nn.Dropout(...))`) is not reported: `.train()`
+    switches on only its dropout. A lone BatchNorm layer (`m = nn.BatchNorm1d(1)`, then
+    `m.train()`) has no dropout to sample and is put in training mode for its batch
+    statistics; it is not reported. A model whose layers we cannot see is reported, and
+    the fix is still the safer habit.
 
     ## Fix safety
     The fix replaces `model.train()` with `model.eval()` followed by a loop that
@@ -70,6 +75,8 @@ class WholeModelTrainForMcDropout(Rule):
                     continue
                 if _without_batch_norm(model, flow, switch):
                     continue  # training mode then switches on dropout and nothing else
+                if _is_batch_norm_layer(model, flow, switch):
+                    continue  # the BatchNorm layer itself: batch statistics on purpose
                 reported.add(switch)
                 yield Finding(
                     switch,
@@ -98,6 +105,18 @@ def _without_batch_norm(model: SemanticModel, flow: FunctionFlow, switch: cst.Ca
     func = switch.func
     receiver = func.value if isinstance(func, cst.Attribute) else None
     return receiver is not None and contains_batch_norm(model, receiver, flow.scope) is False
+
+
+def _is_batch_norm_layer(model: SemanticModel, flow: FunctionFlow, switch: cst.Call) -> bool:
+    """``m.train()`` where ``m = nn.BatchNorm1d(1)``: there is no dropout to sample,
+    the layer is put in training mode for its batch statistics."""
+    func = switch.func
+    name = dotted_name(func.value) if isinstance(func, cst.Attribute) else None
+    values = assigned_values(model, name, flow.scope) if name is not None else []
+    return bool(values) and all(
+        isinstance(value, cst.Call) and model.qualname(value.func) in BATCH_NORM_CLASSES
+        for value in values
+    )
 
 
 def _fix(model: SemanticModel, flow: FunctionFlow, switch: cst.Call, key: str) -> FixPlan | None:
