@@ -104,10 +104,14 @@ class EvalLoopWithoutNoGrad(Rule):
             named = by_loop.get(loop)
             if named is None or evaluation.call.key.count(".") < named.call.key.count("."):
                 by_loop[loop] = evaluation
+        decorated = False
         for evaluation in by_loop.values():
             call, loop = evaluation.call, evaluation.loop
             # Grad.ON in a function: enabled in it, which a decorator would not undo.
             decorate = call.grad is Grad.CALLER and _can_decorate(flow)
+            if decorate and decorated:
+                continue  # one decorator fixes every loop of the function: one finding
+            decorated = decorated or decorate
             remedy = (
                 f"decorate `{flow.scope.name}` with `@torch.no_grad()`"  # type: ignore[union-attr]
                 if decorate
