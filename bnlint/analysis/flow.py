@@ -671,9 +671,13 @@ class Interpreter:
         used: bool,
         grad_set_by_callee: bool = False,
     ) -> None:
-        used = used and not self._stored_and_never_read(node)
+        loops = self._loops()
+        # A dead store only matters where an unused output changes the verdict:
+        # in loops (evaluation) and for models in training mode (BNL006).
+        if used and (loops or fact.is_train):
+            used = not self._stored_and_never_read(node)
         self.events.model_calls[node] = ModelCall(
-            node, key, fact, grad, self._loops(), used, self._here(), grad_set_by_callee
+            node, key, fact, grad, loops, used, self._here(), grad_set_by_callee
         )
         if not used:
             self._discard_inputs(node)

@@ -125,6 +125,7 @@ class ModeAnalysis:
         self._evidence = _module_evidence(model)
         self._class_cache: dict[tuple[str, Scope], ClassInfo | str | None] = {}
         self._wrappers_by_class: dict[ClassInfo, set[str]] = {}
+        self._decorator_grads: dict[FunctionInfo, Grad | None] = {}
         self._has_evaluation_loops = False  # set by ``_entry_points``
         for scope in self._entry_points():
             self.flow_of(scope)
@@ -149,7 +150,8 @@ class ModeAnalysis:
                 self._has_evaluation_loops = True
                 marked.add(site.function)
         for function in self.model.functions:
-            if any(self._grad_decorator(d.decorator) for d in function.node.decorators):
+            grads = {self._grad_decorator(d.decorator) for d in function.node.decorators}
+            if grads & {Grad.OFF, Grad.ON}:  # an unknown flag can make no finding
                 marked.add(function)
         changed = True
         while changed:
@@ -208,7 +210,9 @@ class ModeAnalysis:
             return known
         local = self._functions_by_name.get(dotted_name(target) or "")
         if local is not None:
-            return self._grad_contexts_in(local.node)
+            if local not in self._decorator_grads:
+                self._decorator_grads[local] = self._grad_contexts_in(local.node)
+            return self._decorator_grads[local]
         # Another file's decorator (yolov5's ``smart_inference_mode()``): by its name.
         name = (qualname or dotted_name(target) or "").rsplit(".", 1)[-1]
         return Grad.UNKNOWN if _GRAD_DECORATOR_NAME.search(name.lower()) else None
