@@ -46,15 +46,16 @@ class EvaluationOnTrainingData(Rule):
     Roles come from names (`train_*`, `val_*`, `test_*`, `eval_*`). Measuring train
     accuracy on purpose is fine when it is named so (`train_acc = evaluate(model,
     train_loader)`), and so are splits of one dataset (`random_split`, `Subset` with
-    index lists, k-fold), which build new objects, and a loader with its own
-    sampler (`DataLoader(train_data, sampler=valid_sampler)`), which reads the
-    held-out part. A training loader passed for a parameter named for training
-    (`eval_linear(train_data_loader=...)`) is training data on purpose. A loop over
-    the training loader is judged by what it adds up: `train_correct += ...` is train
+    index lists, k-fold), which build new objects (a helper named for validation that
+    returns data, `train_data, val_data = validation_split(train_data)`, is one), and a
+    loader with its own sampler (`DataLoader(train_data, sampler=valid_sampler)`), which
+    reads the held-out part. A training loader passed for a parameter named for training
+    (`eval_linear(train_data_loader=...)`) is training data on purpose. A loop over the
+    training loader is judged by what it adds up: `train_correct += ...` is train
     accuracy, and a loop with a backward pass, an optimizer step or a call named for
-    training trains. An evaluation function given the validation data too
-    (`train_loss, val_loss = evaluate_model(model, train_loader, val_loader)`)
-    measures both on purpose.
+    training trains. An evaluation function given the validation data too (`train_loss,
+    val_loss = evaluate_model(model, train_loader, val_loader)`) measures both on
+    purpose.
 
     ## Fix safety
     When exactly one validation or test loader is in scope, the fix passes it in
@@ -244,10 +245,11 @@ def _names_in_scope(model: SemanticModel, function: FunctionInfo | None) -> set[
 
 def _stored_as_validation(model: SemanticModel, call: cst.Call) -> bool:
     """``val_acc = evaluate(model, train_loader)``: the result is named for evaluation.
-    Asked only for calls that pass training data (scanning assignments per call
-    was quadratic)."""
+    Not ``train_data, val_data = validation_split(train_data)``: data named for
+    validation is a split, not a result. Asked only for calls that pass training
+    data (scanning assignments per call was quadratic)."""
     return any(
-        role_from_name(name) is Role.EVAL
+        role_from_name(name) is Role.EVAL and not is_data_name(name)
         for a in model.assignments
         if a.value is call
         for name in target_names(a.target)
