@@ -692,13 +692,15 @@ class Interpreter:
             self._discard_inputs(argument)
 
     def _stored_and_never_read(self, node: cst.Call) -> bool:
-        """``x = net(z)`` with ``x`` never read: the output is thrown away, as in
-        BigGAN's standing-statistics passes."""
+        """``x = net(z)`` with ``x`` never read, or ``_ = net(z)``: the output is
+        thrown away, as in BigGAN's standing statistics and DFQ's re-estimation."""
         targets = self._stored.get(node)
         scope = self.function_key
         return bool(targets) and all(
             isinstance(target, cst.Name)
-            and self.analysis.model.name_count(scope, target.value) == 1  # type: ignore[arg-type]
+            and (
+                target.value == "_" or self.analysis.model.name_count(scope, target.value) == 1  # type: ignore[arg-type]
+            )
             for target in targets  # type: ignore[union-attr]
         )
 

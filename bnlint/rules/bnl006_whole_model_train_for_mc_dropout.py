@@ -37,13 +37,13 @@ class WholeModelTrainForMcDropout(Rule):
     uncertainty estimates mix dropout noise with batch-composition noise.
 
     ## Known problems
-    Forward passes whose output is thrown away (`model(x)` as a statement, or `x =
-    net(z, net.shared(y))` with `x` never read, as BigGAN's standing statistics do), and
-    forward passes over the training data (`for x, _ in train_loader`), are BatchNorm
-    recalibration, as `torch.optim.swa_utils.update_bn` does on purpose, and are not
-    reported. Enabling only the dropout modules (`if isinstance(m, nn.Dropout):
-    m.train()`) is the correct form and is not reported. A model built where we can see
-    it from torch's own layers with no BatchNorm among them
+    Forward passes whose output is thrown away (`model(x)` as a statement, `_ =
+    model(x)`, or `x = net(z, net.shared(y))` with `x` never read, as BigGAN's standing
+    statistics do), and forward passes over the training data (`for x, _ in
+    train_loader`), are BatchNorm recalibration, as `torch.optim.swa_utils.update_bn`
+    does on purpose, and are not reported. Enabling only the dropout modules (`if
+    isinstance(m, nn.Dropout): m.train()`) is the correct form and is not reported. A
+    model built where we can see it from torch's own layers with no BatchNorm among them
     (`nn.Sequential(nn.Linear(...), nn.Dropout(...))`) is not reported: `.train()`
     switches on only its dropout. A lone BatchNorm layer (`m = nn.BatchNorm1d(1)`, then
     `m.train()`) has no dropout to sample and is put in training mode for its batch
