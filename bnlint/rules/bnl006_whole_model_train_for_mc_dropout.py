@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import libcst as cst
@@ -79,13 +80,30 @@ class WholeModelTrainForMcDropout(Rule):
                     continue  # the BatchNorm layer itself: batch statistics on purpose
                 reported.add(switch)
                 yield Finding(
-                    switch,
-                    f"`{model.code(switch).strip()}` before inference puts all of `{call.key}` "
-                    "in training mode, not only dropout: BatchNorm normalises with each "
-                    "batch's statistics and updates its running stats with test data; "
-                    "switch on only the dropout modules",
-                    _fix(model, flow, switch, call.key),
+                    switch, _message(model, switch, call.key), _fix(model, flow, switch, call.key)
                 )
+
+
+_FOR_DROPOUT = re.compile(r"dropout|mc_|monte", re.IGNORECASE)
+_HARM = (
+    "BatchNorm normalises with each batch's statistics and updates its running stats with test data"
+)
+
+
+def _message(model: SemanticModel, switch: cst.Call, key: str) -> str:
+    code = model.code(switch).strip()
+    helper = dotted_name(switch.func) or ""
+    if mode_switch(switch) is None and not _FOR_DROPOUT.search(helper):
+        # A helper that ends in ``net.train()`` (TRADES' attack before scoring),
+        # not one that means to turn dropout on (``enable_dropout(model)``).
+        return (
+            f"`{code}` leaves `{key}` in training mode, and inference follows: {_HARM}; "
+            f"call `{key}.eval()` after it"
+        )
+    return (
+        f"`{code}` before inference puts all of `{key}` in training mode, not only dropout: "
+        f"{_HARM}; switch on only the dropout modules"
+    )
 
 
 def _at_inference(flow: FunctionFlow, call: ModelCall) -> bool:
