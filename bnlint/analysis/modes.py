@@ -67,6 +67,7 @@ _MARKER_METHODS = frozenset(
 _MARKER_CALLS = GRAD_MODE_CONTEXTS | SET_GRAD_ENABLED | frozenset(EXPORTERS)
 # A decorator from another file named so may set autograd: it is unknown.
 _GRAD_DECORATOR_NAME = re.compile(r"grad|inference")
+_OTHER_FRAMEWORKS = ("tensorflow", "keras", "tf_keras", "jax", "flax", "paddle", "mindspore")
 # Libraries whose model objects run their own inference loops and modes.
 _SELF_MANAGING = ("ultralytics.",)
 
@@ -127,6 +128,8 @@ class ModeAnalysis:
         self._wrappers_by_class: dict[ClassInfo, set[str]] = {}
         self._decorator_grads: dict[FunctionInfo, Grad | None] = {}
         self._has_evaluation_loops = False  # set by ``_entry_points``
+        if _written_for_another_framework(model):
+            return  # TensorFlow's model.predict(...) has no modes or autograd of ours
         for scope in self._entry_points():
             self.flow_of(scope)
 
@@ -992,6 +995,13 @@ class ModeAnalysis:
 
 
 _MODEL_NAME = re.compile(r"(^|_)(model|module|net|network)s?$")
+
+
+def _written_for_another_framework(model: SemanticModel) -> bool:
+    """A file that imports TensorFlow, Keras or JAX and nothing of torch (the TF
+    versions of Hugging Face's course notebooks)."""
+    imports = model.imports
+    return imports.binds_any(_OTHER_FRAMEWORKS) and not imports.binds_any(("torch",))
 
 
 def _built_module(call: cst.Call, state: State) -> ModeFact | None:

@@ -97,6 +97,14 @@ class ImportTable:
         base = base[: len(base) - (level - 1)] if level > 1 else base
         return ".".join([*base, module] if module else base)
 
+    def binds_any(self, packages: tuple[str, ...]) -> bool:
+        """Does the file import anything from one of ``packages``?"""
+        return any(
+            bound == package or bound.startswith(package + ".")
+            for bound in self._all_bindings().values()
+            for package in packages
+        )
+
     def resolve(self, node: cst.BaseExpression) -> str | None:
         """The qualified name of a Name/Attribute chain whose head is imported."""
         name = dotted_name(node)

@@ -85,6 +85,7 @@ class WholeModelTrainForMcDropout(Rule):
 
 
 _FOR_DROPOUT = re.compile(r"dropout|mc_|monte", re.IGNORECASE)
+_TRAINER = re.compile(r"trainer", re.IGNORECASE)
 _HARM = (
     "BatchNorm normalises with each batch's statistics and updates its running stats with test data"
 )
@@ -93,12 +94,15 @@ _HARM = (
 def _message(model: SemanticModel, switch: cst.Call, key: str) -> str:
     code = model.code(switch).strip()
     helper = dotted_name(switch.func) or ""
-    if mode_switch(switch) is None and not _FOR_DROPOUT.search(helper):
-        # A helper that ends in ``net.train()`` (TRADES' attack before scoring),
-        # not one that means to turn dropout on (``enable_dropout(model)``).
+    switched = mode_switch(switch)
+    trains = switched is None or _TRAINER.search(switched[0].rsplit(".", 1)[-1]) is not None
+    if trains and not _FOR_DROPOUT.search(helper):
+        # A helper that ends in ``net.train()`` (TRADES' attack before scoring), or
+        # a Hugging Face ``trainer.train()``, which trains and leaves the model in
+        # training mode; not one that means to turn dropout on (``enable_dropout``).
         return (
-            f"`{code}` leaves `{key}` in training mode, and inference follows: {_HARM}; "
-            f"call `{key}.eval()` after it"
+            f"`{code}` leaves `{key}` in training mode, and inference follows: dropout is "
+            f"active and {_HARM}; call `{key}.eval()` after it"
         )
     return (
         f"`{code}` before inference puts all of `{key}` in training mode, not only dropout: "
