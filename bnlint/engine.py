@@ -150,7 +150,9 @@ def _findings(rules: list[Rule], model: SemanticModel, source: str, path: str) -
     for rule in rules:
         try:
             diagnostics.extend(
-                _to_diagnostic(rule, f, model, source, path, fixable) for f in rule.check(model)
+                _to_diagnostic(rule, f, model, source, path, fixable)
+                for f in rule.check(model)
+                if not model.expected_to_raise(f.node)
             )
         except Exception as error:
             if not _ran_out_of_stack(error):

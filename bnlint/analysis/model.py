@@ -456,6 +456,25 @@ class SemanticModel:
     def _name_counts(self) -> dict[FunctionInfo | None, Counter[str]]:
         return {}
 
+    def expected_to_raise(self, node: cst.CSTNode) -> bool:
+        """Is ``node`` in a block a test expects to raise (``with pytest.raises(...)``,
+        ``with self.assertRaises(...)``)? That code runs only to fail."""
+        return any(
+            self.order.contains(
+                block.statement, node, within=block.function.node if block.function else None
+            )
+            for block in self._raising_blocks
+        )
+
+    @cached_property
+    def _raising_blocks(self) -> list[WithItemSite]:
+        return [
+            site
+            for site in self.with_items
+            if isinstance(site.item.item, cst.Call)
+            and (dotted_name(site.item.item.func) or "").rsplit(".", 1)[-1] in _EXPECTED_RAISES
+        ]
+
     def calls_of(self, function: FunctionInfo) -> list[CallSite]:
         """The calls that may run ``function``: ``helper(...)``,
         ``self.p_sample(...)``, any call whose last name is the function's."""
@@ -477,6 +496,10 @@ class SemanticModel:
                 return function
             function = function.parent
         return None
+
+
+# Context managers of tests that expect the block to raise.
+_EXPECTED_RAISES = frozenset({"raises", "assertRaises", "assertRaisesRegex", "assertRaisesRegexp"})
 
 
 def _is_top_level(function: FunctionInfo) -> bool:
