@@ -174,7 +174,6 @@ class Interpreter:
         self._frames: list[_Frame] = []
         self._statement: cst.CSTNode | None = None
         self._unused: cst.Call | None = None
-        self._stored: dict[cst.Call, list[cst.BaseAssignTargetExpression]] = {}
         self._arguments_of: dict[cst.Call, list[cst.Call]] = {}
         self._handlers: dict[type, Callable[[cst.CSTNode, State], State | None]] = {
             cst.SimpleStatementLine: self._simple_line,
@@ -228,8 +227,6 @@ class Interpreter:
                 state.set_mode(dotted_name(node.value.value), ModeFact(intended))  # type: ignore[arg-type]
             return self.expression(node.value, state)
         if isinstance(node, cst.Assign):
-            if isinstance(node.value, cst.Call):
-                self._stored[node.value] = [t.target for t in node.targets]
             return self._assign([t.target for t in node.targets], node.value, state)
         if isinstance(node, cst.AnnAssign):
             if node.value is None:
@@ -694,14 +691,13 @@ class Interpreter:
     def _stored_and_never_read(self, node: cst.Call) -> bool:
         """``x = net(z)`` with ``x`` never read, or ``_ = net(z)``: the output is
         thrown away, as in BigGAN's standing statistics and DFQ's re-estimation."""
-        targets = self._stored.get(node)
-        scope = self.function_key
-        return bool(targets) and all(
-            isinstance(target, cst.Name)
-            and (
-                target.value == "_" or self.analysis.model.name_count(scope, target.value) == 1  # type: ignore[arg-type]
-            )
-            for target in targets  # type: ignore[union-attr]
+        model, scope = self.analysis.model, self.function_key
+        stores = model.results_of(node)
+        return bool(stores) and all(
+            isinstance(store.target, cst.Name)
+            and not isinstance(store.statement, cst.AugAssign)  # ``total += net(x)`` reads it
+            and (store.target.value == "_" or model.name_count(scope, store.target.value) == 1)  # type: ignore[arg-type]
+            for store in stores
         )
 
     def _apply(self, node: cst.Call, callee: Callee, state: State, used: bool) -> State:

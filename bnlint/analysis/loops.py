@@ -224,12 +224,7 @@ class LoopRoles:
     def _read_by_training_loop(self, call: CallSite) -> bool:
         model, caller = self._model, call.function
         within = caller.node if caller is not None else None
-        results = {
-            name
-            for a in model.assignments
-            if a.value is call.node
-            for name in target_names(a.target)
-        }
+        results = {name for a in model.results_of(call.node) for name in target_names(a.target)}
         steps = [
             site.node
             for site in model.calls

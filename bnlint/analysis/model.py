@@ -336,6 +336,19 @@ class SemanticModel:
                 index.setdefault(name, []).append(assignment)
         return index
 
+    def results_of(self, call: cst.BaseExpression) -> list[Assignment]:
+        """The assignments that store what ``call`` returns (``x = call``,
+        ``a, b = call``, ``total += call``)."""
+        return self._assignments_by_value.get(call, [])
+
+    @cached_property
+    def _assignments_by_value(self) -> dict[cst.BaseExpression, list[Assignment]]:
+        index: dict[cst.BaseExpression, list[Assignment]] = {}
+        for assignment in self.assignments:
+            if assignment.value is not None:
+                index.setdefault(assignment.value, []).append(assignment)
+        return index
+
     # -- the project ----------------------------------------------------------------
 
     def project_summary(self, qualified: str) -> Summary | None:

@@ -246,11 +246,9 @@ def _names_in_scope(model: SemanticModel, function: FunctionInfo | None) -> set[
 def _stored_as_validation(model: SemanticModel, call: cst.Call) -> bool:
     """``val_acc = evaluate(model, train_loader)``: the result is named for evaluation.
     Not ``train_data, val_data = validation_split(train_data)``: data named for
-    validation is a split, not a result. Asked only for calls that pass training
-    data (scanning assignments per call was quadratic)."""
+    validation is a split, not a result."""
     return any(
         role_from_name(name) is Role.EVAL and not is_data_name(name)
-        for a in model.assignments
-        if a.value is call
+        for a in model.results_of(call)
         for name in target_names(a.target)
     )
