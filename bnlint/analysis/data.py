@@ -46,11 +46,18 @@ def role_from_name(name: str) -> Role | None:
 
 
 _DATA_WORDS = re.compile(r"loader|dataset|data|(^|_)(dl|ds|set|split|samples|iter|gen)(_|$|\d)")
+# A number about the data, not the data: ``train_set_size``, ``num_train_samples``.
+_QUANTITY = re.compile(
+    r"^(n|num|number)_|_(size|len|length|count|num|number|start|stop|end|offset|ratio|frac"
+    r"|fraction|pct|percent|portion|shape|dim|steps|batches)$"
+)
 
 
 def is_data_name(name: str) -> bool:
-    """``train_loader``, ``val_ds``, ``test_set``: a name for data, not a flag or a time."""
-    return _DATA_WORDS.search(name.lower().rsplit(".", 1)[-1]) is not None
+    """``train_loader``, ``val_ds``, ``test_set``: a name for data, not a flag, a
+    time or a number about the data (``train_set_size``)."""
+    last = name.lower().rsplit(".", 1)[-1]
+    return _DATA_WORDS.search(last) is not None and _QUANTITY.search(last) is None
 
 
 def role_from_arguments(call: cst.Call) -> Role | None:
