@@ -61,13 +61,21 @@ def depends_on_training(value: cst.BaseExpression, function: FunctionInfo) -> bo
     (the caller decides), and a local that is zero on some path, or assigned from
     a flag or under an ``if`` on one.
     """
+    if isinstance(value, cst.Name) and value.value in function.parameter_names():
+        return True
+    return set_by_training_flag(value, function)
+
+
+def set_by_training_flag(value: cst.BaseExpression, function: FunctionInfo) -> bool:
+    """Is ``value`` zero, or set, where the training flag says: ``p if self.training
+    else 0.0``, anything that reads a ``training`` flag, or a name zeroed on some
+    path or assigned under an ``if`` on the flag (PyTorch's multi-head attention:
+    ``if not training: dropout_p = 0.0``)?"""
     if _follows_flag(value):
         return True
-    if not isinstance(value, cst.Name):
-        return False
-    if value.value in function.parameter_names():
-        return True
-    return _assigned_with_flag(function.node.body, value.value, guarded=False)
+    return isinstance(value, cst.Name) and _assigned_with_flag(
+        function.node.body, value.value, guarded=False
+    )
 
 
 def _follows_flag(value: cst.BaseExpression) -> bool:

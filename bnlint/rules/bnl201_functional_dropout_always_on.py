@@ -8,7 +8,12 @@ import libcst as cst
 from bnlint.analysis.calls import argument, is_zero_literal
 from bnlint.analysis.frameworks import FUNCTIONAL_DROPOUT
 from bnlint.analysis.model import CallSite, FunctionInfo, SemanticModel
-from bnlint.analysis.training_flag import FlagState, may_run_in_eval, training_flag
+from bnlint.analysis.training_flag import (
+    FlagState,
+    may_run_in_eval,
+    set_by_training_flag,
+    training_flag,
+)
 from bnlint.rules.base import Finding, Rule
 from bnlint.rules.fixes import set_keyword
 
@@ -49,7 +54,9 @@ class FunctionalDropoutAlwaysOn(Rule):
     helpers of other files are not checked. A rate that is a parameter defaulting
     to zero, which no call in the file sets (or only passes on the caller's own
     such parameter), is an opt-in left off: latent diffusion's
-    `p_sample(..., noise_dropout=0.)` is not reported.
+    `p_sample(..., noise_dropout=0.)` is not reported. Neither is a rate zeroed
+    where the training flag is off (`if not training: dropout_p = 0.0`, as
+    `F.multi_head_attention_forward` and its copies do).
 
     ## Fix safety
     Adding `training=self.training` to a dropout that defaults to `training=True`
@@ -89,6 +96,7 @@ class FunctionalDropoutAlwaysOn(Rule):
             problem is None
             or not may_run_in_eval(method, site.node)
             or _rate_left_at_zero(model, site)
+            or _rate_follows_training(site)
         ):
             return
         parameter, default, arg = problem.parameter, problem.default, problem.arg
@@ -156,6 +164,17 @@ def _problem(model: SemanticModel, site: CallSite) -> _Problem | None:
     else:
         return None  # set by the caller, deliberate, or a required argument is missing
     return _Problem(text, parameter, default, arg)
+
+
+def _rate_follows_training(site: CallSite) -> bool:
+    """The rate is zeroed where the training flag is off (``if not training:
+    dropout_p = 0.0``, as ``F.multi_head_attention_forward`` does)."""
+    rate = argument(site.node, "p", 1)
+    return (
+        rate is not None
+        and site.function is not None
+        and set_by_training_flag(rate.value, site.function)
+    )
 
 
 def _rate_left_at_zero(model: SemanticModel, site: CallSite) -> bool:
