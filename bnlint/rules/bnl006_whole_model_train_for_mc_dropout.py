@@ -11,7 +11,7 @@ from bnlint.analysis.flow import ModelCall
 from bnlint.analysis.frameworks import DROPOUT_LAYERS
 from bnlint.analysis.model import SemanticModel
 from bnlint.analysis.modes import FunctionFlow
-from bnlint.analysis.names import dotted_name
+from bnlint.analysis.names import dotted_name, target_names
 from bnlint.analysis.state import Grad, Mode
 from bnlint.analysis.values import assigned_values
 from bnlint.rules.base import Anchor, Finding, FixPlan, NodeEdit, Rule
@@ -48,8 +48,11 @@ class WholeModelTrainForMcDropout(Rule):
     (`nn.Sequential(nn.Linear(...), nn.Dropout(...))`) is not reported: `.train()`
     switches on only its dropout. A lone BatchNorm layer (`m = nn.BatchNorm1d(1)`, then
     `m.train()`) has no dropout to sample and is put in training mode for its batch
-    statistics; it is not reported. A model whose layers we cannot see is reported, and
-    the fix is still the safer habit.
+    statistics; it is not reported. A forward pass whose result is stored as a loss
+    (`loss_dict = model(images, targets)`) is a validation loss from a model that
+    returns its losses only in training mode, as torchvision's detectors do (their
+    BatchNorm layers are frozen); it is not reported. A model whose layers we cannot
+    see is reported, and the fix is still the safer habit.
 
     ## Fix safety
     The fix replaces `model.train()` with `model.eval()` followed by a loop that
@@ -78,6 +81,8 @@ class WholeModelTrainForMcDropout(Rule):
                     continue  # training mode then switches on dropout and nothing else
                 if _is_batch_norm_layer(model, flow, switch):
                     continue  # the BatchNorm layer itself: batch statistics on purpose
+                if _returns_losses(model, call):
+                    continue  # detection models return their losses only in training mode
                 reported.add(switch)
                 yield Finding(
                     switch, _message(model, switch, call.key), _fix(model, flow, switch, call.key)
@@ -119,6 +124,17 @@ def _at_inference(flow: FunctionFlow, call: ModelCall) -> bool:
         call.grad is Grad.OFF
         or flow.roles.evaluation(call) is not None
         or flow.roles.evaluation_function
+    )
+
+
+def _returns_losses(model: SemanticModel, call: ModelCall) -> bool:
+    """``loss_dict = model(images, targets)``: a validation loss from a model
+    whose losses only come in training mode (torchvision's and maskrcnn-benchmark's
+    detectors, whose BatchNorm layers are frozen)."""
+    return any(
+        "loss" in name.rsplit(".", 1)[-1].lower()
+        for result in model.results_of(call.node)
+        for name in target_names(result.target)
     )
 
 
