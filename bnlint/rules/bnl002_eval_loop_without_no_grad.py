@@ -6,10 +6,11 @@ import libcst as cst
 
 from bnlint.analysis.calls import keyword_arg
 from bnlint.analysis.flow import ModelCall
+from bnlint.analysis.freezing import GradFreeze, grad_freezes
 from bnlint.analysis.loops import Evaluation
 from bnlint.analysis.model import SemanticModel
 from bnlint.analysis.modes import FunctionFlow, ModeAnalysis
-from bnlint.analysis.state import Grad, Mode
+from bnlint.analysis.state import Grad, Mode, is_under
 from bnlint.analysis.summaries import Need
 from bnlint.analysis.walk import descendants
 from bnlint.diagnostic import Severity
@@ -47,7 +48,9 @@ class EvalLoopWithoutNoGrad(Rule):
     and pipelines (`pipeline(prompt)`, `pipe(image)`) switch autograd off themselves,
     and so does a helper of the project that runs the model under its own
     `torch.no_grad()` (`net_process(model, image)`, an RL agent's `act(state)`); a
-    tokenizer's, a loss's or a dataset's methods are not the model. A function that
+    tokenizer's, a loss's or a dataset's methods are not the model. A model whose
+    parameters the function stops requiring gradients before the loop (`for p in
+    net.parameters(): p.requires_grad = False`) records no graph. A function that
     leaves autograd to its callers is quiet when no caller is visible (flake8, stdin, a
     single file); a decorator defined in the file is read for the grad context it opens
     around the function (`with torch.no_grad(): return func(*args)`), and one from
@@ -75,8 +78,10 @@ class EvalLoopWithoutNoGrad(Rule):
 
     def check(self, model: SemanticModel) -> Iterator[Finding]:
         analysis = model.modes
+        # Models whose parameters stop requiring gradients: no graph is recorded.
+        whole_freezes = [f for f in grad_freezes(model) if not f.norms_only]
         for flow in analysis.all_flows():
-            yield from self._loops(model, analysis, flow)
+            yield from self._loops(model, analysis, flow, whole_freezes)
         for _flow, need in analysis.broken_needs(Need.NO_GRAD):
             requirement = need.requirement
             header = _no_grad(model)
@@ -92,14 +97,21 @@ class EvalLoopWithoutNoGrad(Rule):
             )
 
     def _loops(
-        self, model: SemanticModel, analysis: ModeAnalysis, flow: FunctionFlow
+        self,
+        model: SemanticModel,
+        analysis: ModeAnalysis,
+        flow: FunctionFlow,
+        whole_freezes: list[GradFreeze],
     ) -> Iterator[Finding]:
         # One finding per loop, naming the model itself over its methods
         # (``encoder`` over ``encoder.initHidden``) where it calls both.
         by_loop: dict[cst.CSTNode, Evaluation] = {}
+        freezes = [f for f in whole_freezes if f.scope is flow.scope]
         for evaluation in flow.evaluations:
             loop = evaluation.loop.node
             if loop in flow.roles.autograd_loops or not _grad_on(analysis, flow, evaluation.call):
+                continue
+            if _frozen_before(model, flow, freezes, evaluation):
                 continue
             named = by_loop.get(loop)
             if named is None or evaluation.call.key.count(".") < named.call.key.count("."):
@@ -123,6 +135,19 @@ class EvalLoopWithoutNoGrad(Rule):
                 f"{_VOLATILE if _marks_volatile(loop.node) else ''}; {remedy}",
                 _fix(model, analysis, flow, loop.statement, loop.loops, decorate),
             )
+
+
+def _frozen_before(
+    model: SemanticModel, flow: FunctionFlow, freezes: list[GradFreeze], evaluation: Evaluation
+) -> bool:
+    """``for p in crnn.parameters(): p.requires_grad = False`` before the loop, in
+    its function: the frozen model's forward passes record no graph."""
+    statement, key = evaluation.loop.statement, evaluation.call.key
+    within = flow.scope.node if flow.scope is not None else None
+    return any(
+        is_under(key, freeze.key) and model.order.starts_after(statement, freeze.node, within)
+        for freeze in freezes
+    )
 
 
 def _marks_volatile(loop: cst.CSTNode) -> bool:
