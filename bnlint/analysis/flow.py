@@ -728,6 +728,13 @@ class Interpreter:
                 caller_key, self.function_key
             ):
                 continue  # ``agent.act(state)``, whose ``act`` turns autograd off itself
+            if requirement.need is Need.EVAL and any(
+                effect is Mode.EVAL and caller_key_of(key) == caller_key
+                for key, effect in summary.effects
+            ):
+                # crnn.pytorch's ``val(crnn, ...)``: ``net.eval()`` on the parameter,
+                # then the global ``crnn``, the same model, runs in eval mode.
+                continue
             fact = self.analysis.fact(state, caller_key, self.function_key) if caller_key else None
             self.events.needs[(node, index)] = NeedAtCall(
                 node,
@@ -768,6 +775,10 @@ class Interpreter:
                 continue
             before = self.analysis.fact(state, caller_key, self.function_key)
             modes = substitute(effect, before.modes if before else Mode.UNKNOWN)
+            if before is None and _switched_a_part(effect):
+                # ``self.network.eval()`` in a method of a predictor this caller does
+                # not know as a model: that is no evidence the predictor is one.
+                continue
             switch = node if modes is Mode.TRAIN and not summary.trains else None
             if Mode.CALLER in effect and before is not None and modes is before.modes:
                 switch = before.switch
@@ -825,6 +836,13 @@ class Interpreter:
         for sub_key in [k for k in state.modes if k.startswith(canonical + ".")]:
             del state.modes[sub_key]
         state.modes[canonical] = UNKNOWN_FACT
+
+
+def _switched_a_part(effect: Mode) -> bool:
+    """Is ``effect`` what switching a part of a value leaves on the whole: its
+    own modes on entry (CALLER), partly changed (UNKNOWN) to TRAIN or EVAL?"""
+    switched = bool(effect & (Mode.TRAIN | Mode.EVAL))
+    return switched and Mode.CALLER in effect and Mode.UNKNOWN in effect
 
 
 def _is_bare_switch(expr: cst.BaseExpression) -> bool:

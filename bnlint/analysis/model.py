@@ -336,6 +336,22 @@ class SemanticModel:
                 index.setdefault(name, []).append(assignment)
         return index
 
+    @cached_property
+    def rebound_imports(self) -> frozenset[str]:
+        """Imported names the module then binds to what a call returns:
+        ``import model`` and ``model = model.RNNModel(...)`` (word-language-model
+        scripts). Past that line the name holds the call's result, not the module.
+        ``amp = None`` after a failed import is not a rebinding of this kind."""
+        return frozenset(
+            name
+            for name, assignments in self.assignments_by_target.items()
+            if self.imports.resolve_dotted(name) is not None
+            and any(
+                a.function is None and type(a.value) is cst.Call and type(a.target) is cst.Name
+                for a in assignments
+            )
+        )
+
     def results_of(self, call: cst.BaseExpression) -> list[Assignment]:
         """The assignments that store what ``call`` returns (``x = call``,
         ``a, b = call``, ``total += call``)."""

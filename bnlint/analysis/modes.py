@@ -385,7 +385,9 @@ class ModeAnalysis:
         if fact.modes is Mode.UNKNOWN or is_plumbing(key) or self._names_method(key, scope):
             return False
         root = key.split(".", 1)[0]
-        return root not in PURE_BUILTINS and self.model.imports.resolve_dotted(root) is None
+        if root in PURE_BUILTINS:
+            return False
+        return self.model.imports.resolve_dotted(root) is None or root in self.model.rebound_imports
 
     def _names_method(self, key: str, scope: Scope) -> bool:
         """``sampler.sample`` where ``sampler`` is built from a class of this file
@@ -783,11 +785,17 @@ class ModeAnalysis:
         """The key a call passes a need on with, to its own caller; None if it
         does not pass it on (the caller's own state decides)."""
         fact = at_call.fact
-        if at_call.requirement.need is Need.NO_GRAD:
-            if at_call.grad is not Grad.CALLER:
-                return None
-            return at_call.key if fact is not None and fact.from_caller else ""
-        return at_call.key if fact is not None and fact.from_caller else None
+        from_caller = fact is not None and fact.from_caller
+        if at_call.requirement.need is not Need.NO_GRAD:
+            return at_call.key if from_caller else None
+        if at_call.grad is not Grad.CALLER:
+            return None
+        if from_caller:
+            return at_call.key
+        # The caller's own model, or a need on no model: only its callers' grad decides.
+        # A value the caller does not know as a model (lerobot's ``env``) passes nothing.
+        known = not at_call.key or (fact is not None and _is_known_model(fact))
+        return "" if known else None
 
     def _flow_of_call(self, at_call: NeedAtCall) -> FunctionFlow | None:
         for flow in self.flows.values():
