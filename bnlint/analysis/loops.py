@@ -47,10 +47,27 @@ def is_test_file(path: str) -> bool:
     return name.startswith("test_") or name.endswith("_test.py") or name == "conftest.py"
 
 
+# A unit-test class: pytest collects ``Test*``, unittest runs ``TestCase``s and
+# their mixins (gpytorch's ``BaseModelTestCase``).
+_TEST_CLASS = re.compile(r"^Test|Test(Case|s)?$")
+
+
 def is_evaluation_function(function: FunctionInfo | None, path: str) -> bool:
     if function is None or not _EVALUATION_FUNCTION.search(function.name):
         return False
-    return not (is_test_file(path) and function.name.startswith("test"))
+    return not (function.name.startswith("test") and _holds_unit_tests(function, path))
+
+
+def _holds_unit_tests(function: FunctionInfo, path: str) -> bool:
+    """Are the ``test*`` functions here unit tests: in a test file or a test class?"""
+    cls = function.cls
+    return is_test_file(path) or (
+        cls is not None
+        and (
+            _TEST_CLASS.search(cls.name) is not None
+            or any(_TEST_CLASS.search(dotted_name(base) or "") for base in cls.bases)
+        )
+    )
 
 
 def without_iteration_wrappers(iterable: cst.BaseExpression) -> cst.BaseExpression:
