@@ -414,6 +414,20 @@ class SemanticModel:
                     changed = True
         return frozenset(found)
 
+    def is_plain_class(self, cls: ClassInfo, depth: int = 0) -> bool:
+        """Is ``cls`` built only from classes of this file and ``object``, none an
+        nn.Module, so that no base we cannot see may make it one?"""
+        if cls in self.module_classes or depth > 20:
+            return False
+        for base in cls.bases:
+            local = self.class_named(base)
+            if local is not None and local is not cls:
+                if not self.is_plain_class(local, depth + 1):
+                    return False
+            elif dotted_name(base) != "object":
+                return False
+        return True
+
     def _has_module_base(self, cls: ClassInfo, known: set[ClassInfo]) -> bool:
         for base in cls.bases:
             qualified = self.qualname(base)

@@ -552,6 +552,9 @@ class ModeAnalysis:
             return None  # torch's own classes are known by name (``fresh_library_model``)
         if not looks_like_class(call.func) or target not in self._evidence:
             return None
+        local = self._classes_by_name.get(dotted_name(call.func) or "")
+        if local is not None and self.model.is_plain_class(local):
+            return None  # a wrapper of this file that holds a model and is none
         return _built_module(call, state)
 
     def _project_summary(self, qualname: str) -> Summary | None:
