@@ -22,6 +22,7 @@ newline stay byte for byte. Only the standard ``json`` module is used.
 
 from __future__ import annotations
 
+import ast
 import bisect
 import itertools
 import json
@@ -487,6 +488,13 @@ class Layout:
 _ESCAPES = ("%", "!", "?", "/", ",", ";")
 _ASSIGNED_ESCAPE = re.compile(r"[ \t]*[\w.]+(?:[ \t]*,[ \t]*[\w.]+)*[ \t]*=[ \t]*[!%]")
 _HELP_AFTER = re.compile(r"[ \t]*%{0,2}[\w.*]+\?\??[ \t]*$")
+# Line magics IPython runs without their ``%`` (automagic, on by default) when the
+# line is no Python: ``pip install timm``, ``matplotlib inline``, ``cd ..``.
+_AUTOMAGIC = re.compile(
+    r"[ \t]*(pip|conda|mamba|cd|ls|ll|pwd|mkdir|rmdir|rm|cp|mv|cat|env|set_env|matplotlib"
+    r"|load_ext|reload_ext|autoreload|time|timeit|run|load|who|whos|reset|config|history"
+    r"|precision|xmode|pylab|store|bookmark)[ \t]+(?![=(\[{:,;])\S"
+)
 
 
 def _neutralise(source: str, tag: str, replaced: list[str]) -> str:
@@ -531,7 +539,17 @@ def _is_ipython(line: str) -> bool:
         line.lstrip(" \t").startswith(_ESCAPES)
         or _ASSIGNED_ESCAPE.match(line) is not None
         or _HELP_AFTER.match(line) is not None
+        or (_AUTOMAGIC.match(line) is not None and not _is_python(line))
     )
+
+
+def _is_python(line: str) -> bool:
+    """Does ``line`` parse as Python on its own (``ls -la`` does: a subtraction)?"""
+    try:
+        ast.parse(line.strip())
+    except SyntaxError:
+        return False
+    return True
 
 
 class _StatementScanner:

@@ -109,6 +109,15 @@ def test_ipython_syntax_is_neutralised_and_never_reported() -> None:
     assert codes(notebook(*cells)) == [(3, 4, "BNL004")]
 
 
+def test_automagic_lines_are_ipython_when_they_are_no_python() -> None:
+    # IPython runs `pip install ...` as `%pip install ...`; `curl ...` fails there too.
+    magics = "pip install -q transformers\nmatplotlib inline\ncd ..\nmodel.eval"
+    assert codes(notebook(magics)) == [(1, 4, "BNL004")]
+    python = "time = 3\nls = time\nls -time\ncurl https://example.com"
+    found = lint_notebook(notebook(python), "n.ipynb", Config())
+    assert [(d.extra["cell"], d.line, d.code) for d in found] == [(1, 4, "BNL901")]
+
+
 def test_lines_that_only_look_like_ipython_are_python() -> None:
     strings = 'doc = """\n%d items\n!important\nwhy?\n"""\nmodel.eval'
     brackets = "ok = (1\n    != 2)\nmodel.eval"
