@@ -10,6 +10,7 @@ from bnlint.analysis.freezing import GradFreeze, grad_freezes
 from bnlint.analysis.loops import Evaluation
 from bnlint.analysis.model import SemanticModel
 from bnlint.analysis.modes import FunctionFlow, ModeAnalysis
+from bnlint.analysis.names import dotted_name
 from bnlint.analysis.state import Grad, Mode, is_under
 from bnlint.analysis.summaries import Need
 from bnlint.analysis.walk import descendants
@@ -141,11 +142,26 @@ def _frozen_before(
     model: SemanticModel, flow: FunctionFlow, freezes: list[GradFreeze], evaluation: Evaluation
 ) -> bool:
     """``for p in crnn.parameters(): p.requires_grad = False`` before the loop, in
-    its function: the frozen model's forward passes record no graph."""
+    its function: the frozen model's forward passes record no graph. Not when a
+    new layer is set on it in between (``model.fc = nn.Linear(...)``: trainable)."""
     statement, key = evaluation.loop.statement, evaluation.call.key
     within = flow.scope.node if flow.scope is not None else None
+
+    def between(node: cst.CSTNode, freeze: GradFreeze) -> bool:
+        return model.order.starts_after(node, freeze.node, within) and model.order.starts_after(
+            statement, node, within
+        )
+
     return any(
-        is_under(key, freeze.key) and model.order.starts_after(statement, freeze.node, within)
+        is_under(key, freeze.key)
+        and model.order.starts_after(statement, freeze.node, within)
+        and not any(
+            a.function is flow.scope
+            and type(a.target) is cst.Attribute
+            and is_under(dotted_name(a.target) or "", freeze.key)
+            and between(a.statement, freeze)
+            for a in model.assignments
+        )
         for freeze in freezes
     )
 
