@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import cache
 
 import libcst as cst
 
@@ -80,7 +81,8 @@ class EvalLoopWithoutNoGrad(Rule):
     def check(self, model: SemanticModel) -> Iterator[Finding]:
         analysis = model.modes
         # Models whose parameters stop requiring gradients: no graph is recorded.
-        whole_freezes = [f for f in grad_freezes(model) if not f.norms_only]
+        # Looked for only once a loop would be reported.
+        whole_freezes = cache(lambda: [f for f in grad_freezes(model) if not f.norms_only])
         for flow in analysis.all_flows():
             yield from self._loops(model, analysis, flow, whole_freezes)
         for _flow, need in analysis.broken_needs(Need.NO_GRAD):
@@ -102,16 +104,16 @@ class EvalLoopWithoutNoGrad(Rule):
         model: SemanticModel,
         analysis: ModeAnalysis,
         flow: FunctionFlow,
-        whole_freezes: list[GradFreeze],
+        whole_freezes: Callable[[], list[GradFreeze]],
     ) -> Iterator[Finding]:
         # One finding per loop, naming the model itself over its methods
         # (``encoder`` over ``encoder.initHidden``) where it calls both.
         by_loop: dict[cst.CSTNode, Evaluation] = {}
-        freezes = [f for f in whole_freezes if f.scope is flow.scope]
         for evaluation in flow.evaluations:
             loop = evaluation.loop.node
             if loop in flow.roles.autograd_loops or not _grad_on(analysis, flow, evaluation.call):
                 continue
+            freezes = [f for f in whole_freezes() if f.scope is flow.scope]
             if _frozen_before(model, flow, freezes, evaluation):
                 continue
             named = by_loop.get(loop)
