@@ -49,13 +49,22 @@ def is_test_file(path: str) -> bool:
 
 # A unit-test class: pytest collects ``Test*``, unittest runs ``TestCase``s and
 # their mixins (gpytorch's ``BaseModelTestCase``).
-_TEST_CLASS = re.compile(r"^Test|Test(Case|s)?$")
+_TEST_CLASS = re.compile(r"^Test([A-Z_]|$)|Test(Case|s)?$")  # not ``Tester``
 
 
 def is_evaluation_function(function: FunctionInfo | None, path: str) -> bool:
     if function is None or not _EVALUATION_FUNCTION.search(function.name):
         return False
-    return not (function.name.startswith("test") and _holds_unit_tests(function, path))
+    return not is_unit_test(function, path)
+
+
+def is_unit_test(function: FunctionInfo | None, path: str) -> bool:
+    """A ``test*`` function of a test file or a test class."""
+    return (
+        function is not None
+        and function.name.startswith("test")
+        and _holds_unit_tests(function, path)
+    )
 
 
 def _holds_unit_tests(function: FunctionInfo, path: str) -> bool:
@@ -179,6 +188,7 @@ class LoopRoles:
             loop for point in events.gradient_calls.values() for loop in point.loops
         } | _loops_switching_grad(events)
         self.evaluation_function = is_evaluation_function(function, model.path)
+        self._unit_test = is_unit_test(function, model.path)
         self._roles: dict[cst.CSTNode, Role | None] = {}
 
     def role_of_data(self, visit: LoopVisit) -> Role | None:
@@ -187,8 +197,10 @@ class LoopRoles:
         return self._roles[visit.node]
 
     def evaluation(self, call: ModelCall) -> Evaluation | None:
-        """The outermost loop around ``call`` that evaluates it, if any."""
-        if not call.used:
+        """The outermost loop around ``call`` that evaluates it, if any. None in a
+        unit test: its loops check behaviour (two implementations agree over
+        ``test_cases``), they do not evaluate a model."""
+        if not call.used or self._unit_test:
             return None
         for depth, loop in enumerate(call.loops):
             if loop in self.training_loops:
