@@ -75,7 +75,9 @@ class EvalLoopInTrainMode(Rule):
     `train(data)`) are other objects' methods: no switch, no forward pass. Nor
     is a no-grad loop of a helper that computes what its caller then trains on
     (PPO's advantages, `data = self.calc_advantage(data)` before the optimizer
-    steps over `data`).
+    steps over `data`). A unit test (a `test*` function of a `test_*.py` file or
+    of a `Test*`/`*TestCase` class) has no evaluation loops: it checks behaviour,
+    such as a model and a reference copy agreeing under `torch.no_grad()`.
 
     ## Fix safety
     The fix inserts `model.eval()` before the loop (or before the call). It is
