@@ -52,18 +52,21 @@ def is_test_file(path: str) -> bool:
 _TEST_CLASS = re.compile(r"^Test([A-Z_]|$)|Test(Case|s)?$")  # not ``Tester``
 
 
-def is_evaluation_function(function: FunctionInfo | None, path: str) -> bool:
+def is_evaluation_function(model: SemanticModel, function: FunctionInfo | None) -> bool:
     if function is None or not _EVALUATION_FUNCTION.search(function.name):
         return False
-    return not is_unit_test(function, path)
+    return not is_unit_test(model, function)
 
 
-def is_unit_test(function: FunctionInfo | None, path: str) -> bool:
-    """A ``test*`` function of a test file or a test class."""
+def is_unit_test(model: SemanticModel, function: FunctionInfo | None) -> bool:
+    """A ``test*`` function of a test file or a test class that the file never
+    calls: the test runner does. micronet's ``*_test.py`` scripts call their
+    ``test_*`` functions from ``__main__`` to evaluate a model."""
     return (
         function is not None
         and function.name.startswith("test")
-        and _holds_unit_tests(function, path)
+        and _holds_unit_tests(function, model.path)
+        and not model.calls_of(function)
     )
 
 
@@ -187,8 +190,8 @@ class LoopRoles:
         self.autograd_loops = {
             loop for point in events.gradient_calls.values() for loop in point.loops
         } | _loops_switching_grad(events)
-        self.evaluation_function = is_evaluation_function(function, model.path)
-        self._unit_test = is_unit_test(function, model.path)
+        self.evaluation_function = is_evaluation_function(model, function)
+        self._unit_test = is_unit_test(model, function)
         self._roles: dict[cst.CSTNode, Role | None] = {}
 
     def role_of_data(self, visit: LoopVisit) -> Role | None:

@@ -194,7 +194,7 @@ class ModeAnalysis:
 
     def _may_evaluate(self, site: StatementSite) -> bool:
         """A loop that may evaluate: in an evaluation function, or over named data."""
-        if is_evaluation_function(site.function, self.model.path):
+        if is_evaluation_function(self.model, site.function):
             return True
         node = site.node
         if isinstance(node, cst.For):
