@@ -492,14 +492,21 @@ class ModeAnalysis:
         return self._class_cache[key, scope]
 
     def _find_class_of(self, key: str, scope: Scope) -> ClassInfo | str | None:
+        """One class that every construction assigned to ``key`` names. Other
+        values are names (``self.model = best_model``, a copy kept during
+        training), which do not say what class they hold."""
         values = [without_moves(v) for v in assigned_values(self.model, key, scope)]
-        if len(values) != 1 or not isinstance(values[0], cst.Call):
+        built = [v for v in values if not isinstance(v, cst.Name | cst.Attribute)]
+        classes = {self._class_built_by(v) for v in built}
+        return classes.pop() if built and len(classes) == 1 else None
+
+    def _class_built_by(self, value: cst.BaseExpression) -> ClassInfo | str | None:
+        if not isinstance(value, cst.Call):
             return None
-        func = values[0].func
-        local = self._classes_by_name.get(dotted_name(func) or "")
+        local = self._classes_by_name.get(dotted_name(value.func) or "")
         if local is not None:
             return local
-        qualname = self.qualname(func)
+        qualname = self.qualname(value.func)
         if qualname is not None and self._project_class(qualname) is not None:
             return qualname
         return None
