@@ -55,7 +55,10 @@ class EvaluationOnTrainingData(Rule):
     accuracy, and a loop with a backward pass, an optimizer step or a call named for
     training trains. An evaluation function given the validation data too (`train_loss,
     val_loss = evaluate_model(model, train_loader, val_loader)`) measures both on
-    purpose.
+    purpose. An evaluation name bound to the training data only to be handed to
+    calls whose results are stored under training names (`eval_dataset =
+    self.train_dataset`, then `self.train_kernel = self.compute_kernel(eval_dataset)`)
+    names a helper's parameter, not validation.
 
     ## Fix safety
     When exactly one validation or test loader is in scope, the fix passes it in
@@ -86,7 +89,10 @@ class EvaluationOnTrainingData(Rule):
             return
         source = dotted_name(value)
         if source is not None and is_data_name(source) and role_from_name(source) is Role.TRAIN:
-            if not _read_through_samplers(model, target, assignment):
+            if not (
+                _read_through_samplers(model, target, assignment)
+                or _read_into_training_results(model, target, assignment)
+            ):
                 yield Finding(value, f"`{target}` is the training data `{source}`: " + _CONSEQUENCE)
             return
         if (
@@ -205,6 +211,28 @@ def _read_through_samplers(model: SemanticModel, dataset: str, alias: Assignment
         and not model.in_exclusive_branches(alias.statement, site.node, function)
     ]
     return bool(loaders) and all(_has_own_sampler(loader) for loader in loaders)
+
+
+def _read_into_training_results(model: SemanticModel, name: str, alias: Assignment) -> bool:
+    """MeZO's ``eval_dataset = self.train_dataset``, read only as the argument of
+    calls whose results are stored under training names (``self.train_train_kernel,
+    self.train_targets = self.compute_kernel_cached(eval_dataset)``): a helper's
+    parameter name, not validation."""
+    function = alias.function
+    if "." in name or function is None:
+        return False
+    readers = [
+        site.node
+        for site in model.calls
+        if site.function is function
+        and any(dotted_name(arg.value) == name for arg in site.node.args)
+    ]
+    stored = [n for call in readers for a in model.results_of(call) for n in target_names(a.target)]
+    return (
+        bool(stored)
+        and all(role_from_name(n) is Role.TRAIN for n in stored)
+        and model.name_count(function, name) == 1 + len(readers)
+    )
 
 
 _CONSEQUENCE = (
