@@ -25,7 +25,7 @@ from bnlint.analysis.data import Role, role_from_arguments, role_from_name
 from bnlint.analysis.effects import is_training_step
 from bnlint.analysis.flow import Events, LoopVisit, ModelCall
 from bnlint.analysis.model import CallSite, FunctionInfo, SemanticModel
-from bnlint.analysis.names import dotted_name, target_names
+from bnlint.analysis.names import dotted_name
 from bnlint.analysis.state import Grad
 from bnlint.analysis.values import assigned_values
 from bnlint.analysis.walk import descendants
@@ -256,7 +256,7 @@ class LoopRoles:
     def _read_by_training_loop(self, call: CallSite) -> bool:
         model, caller = self._model, call.function
         within = caller.node if caller is not None else None
-        results = {name for a in model.results_of(call.node) for name in target_names(a.target)}
+        results = set(model.result_names(call.node))
         steps = [
             site.node
             for site in model.calls

@@ -19,7 +19,7 @@ import libcst as cst
 
 from bnlint.analysis.calls import argument, keyword_arg
 from bnlint.analysis.frameworks import is_framework_module_base
-from bnlint.analysis.names import ImportTable, dotted_name
+from bnlint.analysis.names import ImportTable, dotted_name, target_names
 from bnlint.analysis.positions import Positions, SourceOrder
 from bnlint.analysis.project import is_outside_project
 from bnlint.analysis.walk import children, descendants
@@ -356,6 +356,11 @@ class SemanticModel:
         """The assignments that store what ``call`` returns (``x = call``,
         ``a, b = call``, ``total += call``)."""
         return self._assignments_by_value.get(call, [])
+
+    def result_names(self, call: cst.BaseExpression) -> list[str]:
+        """The names ``call``'s result is stored under (``val_acc``, ``loss_dict``,
+        ``self.train_kernel``)."""
+        return [name for a in self.results_of(call) for name in target_names(a.target)]
 
     @cached_property
     def _assignments_by_value(self) -> dict[cst.BaseExpression, list[Assignment]]:

@@ -804,8 +804,7 @@ class ModeAnalysis:
             return at_call.key
         # The caller's own model, or a need on no model: only its callers' grad decides.
         # A value the caller does not know as a model (lerobot's ``env``) passes nothing.
-        known = not at_call.key or (fact is not None and _is_known_model(fact))
-        return "" if known else None
+        return "" if _on_known_model(at_call) else None
 
     def _flow_of_call(self, at_call: NeedAtCall) -> FunctionFlow | None:
         for flow in self.flows.values():
@@ -1054,13 +1053,18 @@ def _is_known_model(fact: ModeFact) -> bool:
     return bool(fact.modes & (Mode.TRAIN | Mode.EVAL))
 
 
+def _on_known_model(at_call: NeedAtCall) -> bool:
+    """Is the need at this call on no value, or on one the caller tracks as a model?"""
+    fact = at_call.fact
+    return not at_call.key or (fact is not None and _is_known_model(fact))
+
+
 def _breaks(at_call: NeedAtCall) -> bool:
     """Does the caller's state break the callee's need at this call?"""
     need = at_call.requirement.need
     fact = at_call.fact
     if need is Need.NO_GRAD:
-        model = not at_call.key or (fact is not None and _is_known_model(fact))
-        return at_call.grad is Grad.ON and model
+        return at_call.grad is Grad.ON and _on_known_model(at_call)
     if fact is None or not fact.is_train:
         return False
     return need is not Need.EVAL or fact.switch is None  # BNL006's case otherwise

@@ -7,7 +7,7 @@ import libcst as cst
 
 from bnlint.analysis.calls import keyword_arg
 from bnlint.analysis.flow import ModelCall
-from bnlint.analysis.freezing import GradFreeze, grad_freezes
+from bnlint.analysis.freezing import GradFreeze, grad_freezes, grad_unfreezes
 from bnlint.analysis.loops import Evaluation
 from bnlint.analysis.model import SemanticModel
 from bnlint.analysis.modes import FunctionFlow, ModeAnalysis
@@ -80,11 +80,16 @@ class EvalLoopWithoutNoGrad(Rule):
 
     def check(self, model: SemanticModel) -> Iterator[Finding]:
         analysis = model.modes
-        # Models whose parameters stop requiring gradients: no graph is recorded.
-        # Looked for only once a loop would be reported.
-        whole_freezes = cache(lambda: [f for f in grad_freezes(model) if not f.norms_only])
+        # Models whose parameters stop requiring gradients (no graph is recorded),
+        # and where they require them again. Looked for once a loop would be reported.
+        freezes = cache(
+            lambda: (
+                [f for f in grad_freezes(model) if not f.norms_only],
+                list(grad_unfreezes(model)),
+            )
+        )
         for flow in analysis.all_flows():
-            yield from self._loops(model, analysis, flow, whole_freezes)
+            yield from self._loops(model, analysis, flow, freezes)
         for _flow, need in analysis.broken_needs(Need.NO_GRAD):
             requirement = need.requirement
             header = _no_grad(model)
@@ -104,7 +109,7 @@ class EvalLoopWithoutNoGrad(Rule):
         model: SemanticModel,
         analysis: ModeAnalysis,
         flow: FunctionFlow,
-        whole_freezes: Callable[[], list[GradFreeze]],
+        freezes: Callable[[], tuple[list[GradFreeze], list[GradFreeze]]],
     ) -> Iterator[Finding]:
         # One finding per loop, naming the model itself over its methods
         # (``encoder`` over ``encoder.initHidden``) where it calls both.
@@ -113,8 +118,7 @@ class EvalLoopWithoutNoGrad(Rule):
             loop = evaluation.loop.node
             if loop in flow.roles.autograd_loops or not _grad_on(analysis, flow, evaluation.call):
                 continue
-            freezes = [f for f in whole_freezes() if f.scope is flow.scope]
-            if _frozen_before(model, flow, freezes, evaluation):
+            if _frozen_before(model, flow, *freezes(), evaluation):
                 continue
             named = by_loop.get(loop)
             if named is None or evaluation.call.key.count(".") < named.call.key.count("."):
@@ -141,11 +145,16 @@ class EvalLoopWithoutNoGrad(Rule):
 
 
 def _frozen_before(
-    model: SemanticModel, flow: FunctionFlow, freezes: list[GradFreeze], evaluation: Evaluation
+    model: SemanticModel,
+    flow: FunctionFlow,
+    freezes: list[GradFreeze],
+    unfreezes: list[GradFreeze],
+    evaluation: Evaluation,
 ) -> bool:
     """``for p in crnn.parameters(): p.requires_grad = False`` before the loop, in
-    its function: the frozen model's forward passes record no graph. Not when a
-    new layer is set on it in between (``model.fc = nn.Linear(...)``: trainable)."""
+    its function: the frozen model's forward passes record no graph. Not when it
+    is unfrozen again in between, or given a new layer (``model.fc = nn.Linear(...)``:
+    trainable)."""
     statement, key = evaluation.loop.statement, evaluation.call.key
     within = flow.scope.node if flow.scope is not None else None
 
@@ -154,16 +163,27 @@ def _frozen_before(
             statement, node, within
         )
 
-    return any(
-        is_under(key, freeze.key)
-        and model.order.starts_after(statement, freeze.node, within)
-        and not any(
-            a.function is flow.scope
+    def thawed(freeze: GradFreeze) -> bool:
+        new_layers = (
+            a.statement
+            for a in model.assignments
+            if a.function is flow.scope
             and type(a.target) is cst.Attribute
             and is_under(dotted_name(a.target) or "", freeze.key)
-            and between(a.statement, freeze)
-            for a in model.assignments
         )
+        unfrozen = (
+            u.node
+            for u in unfreezes
+            if u.scope is flow.scope
+            and (is_under(u.key, freeze.key) or is_under(freeze.key, u.key))
+        )
+        return any(between(node, freeze) for node in (*new_layers, *unfrozen))
+
+    return any(
+        freeze.scope is flow.scope
+        and is_under(key, freeze.key)
+        and model.order.starts_after(statement, freeze.node, within)
+        and not thawed(freeze)
         for freeze in freezes
     )
 

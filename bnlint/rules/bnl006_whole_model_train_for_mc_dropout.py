@@ -11,7 +11,7 @@ from bnlint.analysis.flow import ModelCall
 from bnlint.analysis.frameworks import DROPOUT_LAYERS
 from bnlint.analysis.model import SemanticModel
 from bnlint.analysis.modes import FunctionFlow
-from bnlint.analysis.names import dotted_name, target_names
+from bnlint.analysis.names import dotted_name
 from bnlint.analysis.state import Grad, Mode
 from bnlint.analysis.values import assigned_values
 from bnlint.rules.base import Anchor, Finding, FixPlan, NodeEdit, Rule
@@ -131,11 +131,7 @@ def _returns_losses(model: SemanticModel, call: ModelCall) -> bool:
     """``loss_dict = model(images, targets)``: a validation loss from a model
     whose losses only come in training mode (torchvision's and maskrcnn-benchmark's
     detectors, whose BatchNorm layers are frozen)."""
-    return any(
-        "loss" in name.rsplit(".", 1)[-1].lower()
-        for result in model.results_of(call.node)
-        for name in target_names(result.target)
-    )
+    return any("loss" in name.rsplit(".", 1)[-1].lower() for name in model.result_names(call.node))
 
 
 def _without_batch_norm(model: SemanticModel, flow: FunctionFlow, switch: cst.Call) -> bool:

@@ -227,7 +227,7 @@ def _read_into_training_results(model: SemanticModel, name: str, alias: Assignme
         if site.function is function
         and any(dotted_name(arg.value) == name for arg in site.node.args)
     ]
-    stored = [n for call in readers for a in model.results_of(call) for n in target_names(a.target)]
+    stored = [name for call in readers for name in model.result_names(call)]
     return (
         bool(stored)
         and all(role_from_name(n) is Role.TRAIN for n in stored)
@@ -277,6 +277,5 @@ def _stored_as_validation(model: SemanticModel, call: cst.Call) -> bool:
     validation is a split, not a result."""
     return any(
         role_from_name(name) is Role.EVAL and not is_data_name(name)
-        for a in model.results_of(call)
-        for name in target_names(a.target)
+        for name in model.result_names(call)
     )
