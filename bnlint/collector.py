@@ -10,11 +10,14 @@ lint makes are its semantic model and analysis, which point back at each other.
 
 So the collector pauses while one file is linted, and its youngest
 generation is collected once afterwards: one walk over what the file
-allocated frees the file's cycles. A tree kept for the next round survives
-that walk and would be walked again by every collection of the older
+allocated frees the file's cycles. A tree kept for the next round would
+survive that walk and be walked again by every collection of the older
 generations (a tenth of a second per worker on ultralytics, at the start of
-the second round), so a lint that keeps one asks for what survived to be
-frozen: set aside where the collector does not look until ``thaw``.
+the second round), so a lint that keeps one asks for what it allocated to be
+frozen instead: set aside where the collector does not look until ``thaw``.
+It is frozen without the walk, which would cost more than it frees: on
+yolov5 the walks over kept trees took 22 ms to find 9,000 objects of garbage
+(the analyses' cycles), left until the run thaws them.
 """
 
 from __future__ import annotations
@@ -45,9 +48,10 @@ def collected_after() -> Iterator[Collection]:
         yield collection
     finally:
         gc.enable()
-        gc.collect(0)
         if collection.freeze_survivors:
             _freeze()
+        else:
+            gc.collect(0)
 
 
 _frozen = False  # has this process frozen anything since it last thawed?

@@ -92,3 +92,18 @@ def test_survivors_are_not_frozen_unless_asked_for() -> None:
     with collected_after():
         kept = [Node() for _ in range(10)]
     assert kept and gc.get_freeze_count() == frozen_before
+
+
+@pytest.mark.usefixtures("collector_on")
+def test_cycles_frozen_with_a_kept_tree_are_freed_once_thawed() -> None:
+    with collected_after() as collection:
+        first, second = Node(), Node()
+        first.partner, second.partner = second, first
+        left = weakref.ref(first)
+        del first, second
+        collection.freeze_survivors = True
+    gc.collect()
+    assert left() is not None  # frozen: no walk looks at it
+    thaw()
+    gc.collect()
+    assert left() is None
