@@ -144,6 +144,7 @@ class SemanticModel:
         self.loops: list[StatementSite] = []  # for, while and comprehensions
         self.positions = Positions(module)
         self.order = SourceOrder(module)
+        self._name_counts: dict[FunctionInfo | None, Counter[str]] = {}  # see name_count
         self._collect()
 
     # What the walk collects: it depends on the file's text alone.
@@ -162,6 +163,7 @@ class SemanticModel:
         "loops",
         "positions",
         "order",
+        "_name_counts",  # filled on demand, from the text alone
     )
 
     def for_project(self, project: ProjectIndex | None) -> SemanticModel:
@@ -499,10 +501,6 @@ class SemanticModel:
             counts = Counter(n.value for n in descendants(root) if type(n) is cst.Name)
             self._name_counts[function] = counts
         return counts[name]
-
-    @cached_property
-    def _name_counts(self) -> dict[FunctionInfo | None, Counter[str]]:
-        return {}
 
     def expected_to_raise(self, node: cst.CSTNode) -> bool:
         """Is ``node`` in a block a test expects to raise (``with pytest.raises(...)``,
