@@ -124,15 +124,15 @@ def _model_for(
     syntax is checked) or one that cannot be parsed safely."""
     if analysed and len(source) > MAX_ANALYSED_CHARACTERS:
         raise _NotAnalysed(_too_large_to_analyse(path, len(source)))
+    kept = trees.get(path, source) if analysed and trees is not None else None
+    if kept is not None:
+        return kept.for_project(project)  # its text passed the checks below in an earlier round
     # Python's parser first where nesting may be deep: past Python's limits
     # LibCST's native parser takes minutes, or overflows its stack and kills the
     # whole run (a segfault). Elsewhere it would only add a tenth to the parse.
     python_error = _ast_syntax_error(source) if not analysed or _may_nest_deeply(source) else None
     if not analysed or _beyond_parser_limits(python_error):
         raise _NotAnalysed(_syntax_diagnostic(path, *python_error) if python_error else None)
-    kept = trees.get(path, source) if trees is not None else None
-    if kept is not None:
-        return kept.for_project(project)
     try:
         module = parse_module(source)
     except (cst.ParserSyntaxError, RecursionError, MemoryError) as error:
