@@ -53,7 +53,9 @@ class EvaluationOnTrainingData(Rule):
     (`eval_linear(train_data_loader=...)`) is training data on purpose. A loop over the
     training loader is judged by what it adds up: `train_correct += ...` is train
     accuracy, and a loop with a backward pass, an optimizer step or a call named for
-    training trains. An evaluation function given the validation data too (`train_loss,
+    training trains; one with a loop over the validation data inside (a step hidden in
+    `model.optimize_parameters()`, a test every N steps) leaves the validation to that
+    loop. An evaluation function given the validation data too (`train_loss,
     val_loss = evaluate_model(model, train_loader, val_loader)`) measures both on
     purpose. An evaluation name bound to the training data only to be handed to
     calls whose results are stored under training names (`eval_dataset =
@@ -149,6 +151,7 @@ class EvaluationOnTrainingData(Rule):
             or iterable_role(model, data, loop.function) is not Role.TRAIN
             or _trains(model, loop)
             or not _accumulates_validation(model, loop)
+            or _evaluates_other_data(model, loop)
         ):
             return
         yield Finding(
@@ -171,6 +174,18 @@ def _trains(model: SemanticModel, loop: StatementSite) -> bool:
         or role_from_name((dotted_name(site.node.func) or "").rsplit(".", 1)[-1]) is Role.TRAIN
         for site in model.calls
         if site.function is loop.function and _in_body(model, loop, site.node)
+    )
+
+
+def _evaluates_other_data(model: SemanticModel, loop: StatementSite) -> bool:
+    """A loop over evaluation data inside: the validation results are its own.
+    KAIR tests every N steps of a loop whose step is ``model.optimize_parameters()``."""
+    return any(
+        inner is not loop
+        and inner.function is loop.function
+        and _in_body(model, loop, inner.node)
+        and iterable_role(model, inner.node.iter, inner.function) is Role.EVAL  # type: ignore[attr-defined]
+        for inner in model.for_loops
     )
 
 
