@@ -12,6 +12,7 @@ from bnlint.analysis.data import (
     draws_random,
     names_random,
     random_transform_in,
+    role_from_arguments,
     role_from_name,
 )
 from bnlint.analysis.model import FunctionInfo, SemanticModel
@@ -52,11 +53,14 @@ class EvaluationWithTrainAugmentation(Rule):
     function or module class of the file used as the transform is read: if it calls
     nothing random (`np.random`, `torch.rand*`, `random.*`, a random transform), sharing
     it is fine. Explicit test-time augmentation (a dataset named `tta_*` or `*augment*`)
-    is not reported. A transform we cannot read, reported because the training dataset
-    uses it too or because its variable is named `train_*`, is a warning, not an error;
-    one that both datasets share but that is named or built for evaluation
-    (`test_to_tensor`, `make_classification_eval_transform()`) is the eval transform
-    reused for training, and is not reported. Nor is a transform variable that the
+    is not reported. A transform we cannot read is reported, as a warning, only with
+    evidence that it augments: its variable is named `train_*`, or the training dataset
+    shares it and it is built by a call named or flagged for training or augmentation
+    (`build_augmentation(cfg)`, `preprocessing_transforms("train")`) or by code of the
+    file that draws random numbers. Without such evidence one transform for both splits
+    is their common preprocessing (a pretrained model's preset `weights.transforms()`,
+    a helper's `transform` parameter, `make_classification_eval_transform()`, a
+    tokenizer), and is not reported. Nor is a transform variable that the
     training and evaluation datasets get in different branches of one `if mode ==
     "train": ... elif mode == "test": ...` chain, where each run builds one of them.
 
@@ -106,11 +110,7 @@ class EvaluationWithTrainAugmentation(Rule):
             or _deterministic_local_code(model, site)
         ):
             return None  # a pipeline or code we can read, and it is deterministic
-        elif _shares_training_transform(model, site, training) and not _built_for_evaluation(
-            model, site
-        ):
-            # Shared, but named or built for evaluation: the eval transform
-            # reused for training, not augmentation leaking into eval.
+        elif _shares_training_transform(model, site, training) and _built_for_training(model, site):
             problem = f"{dataset} is built with the training transform `{transform_name}`"
             severity = Severity.WARNING  # we cannot see whether that transform is random
         elif transform_name and role_from_name(transform_name) is Role.TRAIN:
@@ -215,21 +215,29 @@ def _shares_training_transform(
     )
 
 
-def _built_for_evaluation(model: SemanticModel, site: DatasetSite) -> bool:
-    """``_test_to_tensor``, or ``transform = make_classification_eval_transform()``
-    (also as the fallback in ``transform or make_eval_transform()``)."""
-    if role_from_name(dotted_name(site.transform.value) or "") is Role.EVAL:
+def _built_for_training(model: SemanticModel, site: DatasetSite) -> bool:
+    """Evidence that a shared transform we cannot read augments: code of this
+    file that draws random numbers, or a call named or flagged for training or
+    augmentation that builds it (``build_augmentation(cfg)``,
+    ``preprocessing_transforms("train")``). Without any, one transform for both
+    splits is their common preprocessing: a pretrained model's preset
+    (``weights.transforms()``), a helper's ``transform`` parameter, a tokenizer."""
+    scope = site.call.function
+    local_code = _local_code(model, site.transform.value, scope)
+    if any(draws_random(model, function) for function in local_code):
         return True
-    values = values_at(model, site.transform.value, site.call.function)
-    return bool(values) and all(_evaluation_factory_call(value) for value in values)
+    return any(_training_factory_call(v) for v in values_at(model, site.transform.value, scope))
 
 
-def _evaluation_factory_call(value: cst.BaseExpression) -> bool:
-    if isinstance(value, cst.BooleanOperation):
-        value = value.right  # the default a missing transform falls back to
+def _training_factory_call(value: cst.BaseExpression) -> bool:
     if not isinstance(value, cst.Call):
         return False
-    return role_from_name((dotted_name(value.func) or "").rsplit(".", 1)[-1]) is Role.EVAL
+    called = (dotted_name(value.func) or "").rsplit(".", 1)[-1]
+    return (
+        role_from_name(called) is Role.TRAIN
+        or names_random(called)
+        or role_from_arguments(value) is Role.TRAIN
+    )
 
 
 def _readable_pipeline(model: SemanticModel, site: DatasetSite) -> bool:
