@@ -521,6 +521,8 @@ class ModeAnalysis:
             if qualname.startswith(_SELF_MANAGING):
                 return None, None
             library = fresh_library_model(qualname)
+            if library is not None and qualname.rsplit(".", 1)[-1] in _CONTAINERS:
+                return _built_module(call, state), None  # of the modules it is given
             if library is not None:
                 return ModeFact(library), None
             is_module = self._project_class(qualname)
@@ -1032,7 +1034,7 @@ def _built_module(call: cst.Call, state: State) -> ModeFact | None:
 def _wraps_other_mode(arg: cst.Arg, state: State) -> bool:
     """``Wrapper(model=nn_model)``: an argument that is a model not known to be in
     training mode (the caller's, one in eval, or one we cannot follow)."""
-    key = dotted_name(arg.value)
+    key = dotted_name(_modules_of(arg.value))
     if key is None:
         return False
     fact = state.fact(key)
@@ -1040,6 +1042,32 @@ def _wraps_other_mode(arg: cst.Arg, state: State) -> bool:
         return not fact.is_train
     named = arg.keyword.value if arg.keyword is not None else key.rsplit(".", 1)[-1]
     return _MODEL_NAME.search(named) is not None
+
+
+# torch.nn containers: what they run is the modules given to them.
+_CONTAINERS = frozenset({"Sequential", "ModuleList", "ModuleDict"})
+
+
+def _modules_of(value: cst.BaseExpression) -> cst.BaseExpression:
+    """``model`` for ``self.model[:k]`` and ``list(model.children())[:-1]``: the
+    model whose modules an argument hands over, each in its own mode."""
+    while True:
+        if isinstance(value, cst.Subscript):
+            value = value.value
+        elif (
+            isinstance(value, cst.Call)
+            and dotted_name(value.func) in ("list", "tuple")
+            and len(value.args) == 1
+        ):
+            value = value.args[0].value
+        elif (
+            isinstance(value, cst.Call)
+            and isinstance(value.func, cst.Attribute)
+            and value.func.attr.value in ("children", "modules")
+        ):
+            value = value.func.value
+        else:
+            return value
 
 
 def _contains_loop(node: cst.CSTNode) -> bool:
