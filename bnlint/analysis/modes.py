@@ -718,6 +718,12 @@ class ModeAnalysis:
     def all_flows(self) -> list[FunctionFlow]:
         return list(self.flows.values())
 
+    def trains_in(self, loop: cst.CSTNode, scope: Scope) -> bool:
+        """Does a training step run in ``loop`` of ``scope``, also one inside a
+        function it calls (``_apply_gradient_step(loss, model, optimizer)``)?"""
+        flow = self.flows.get(scope)
+        return flow is not None and loop in flow.roles.training_loops
+
     def training_uses(self, flow: FunctionFlow) -> Iterator[TrainingUse]:
         """Model calls in a training step's loop (or function), and calls to
         functions that train a model they are given."""

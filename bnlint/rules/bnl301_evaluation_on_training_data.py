@@ -52,15 +52,16 @@ class EvaluationOnTrainingData(Rule):
     reads the held-out part. A training loader passed for a parameter named for training
     (`eval_linear(train_data_loader=...)`) is training data on purpose. A loop over the
     training loader is judged by what it adds up: `train_correct += ...` is train
-    accuracy, and a loop with a backward pass, an optimizer step or a call named for
-    training trains; one with a loop over the validation data inside (a step hidden in
-    `model.optimize_parameters()`, a test every N steps) leaves the validation to that
-    loop. An evaluation function given the validation data too (`train_loss,
-    val_loss = evaluate_model(model, train_loader, val_loader)`) measures both on
-    purpose. An evaluation name bound to the training data only to be handed to
-    calls whose results are stored under training names (`eval_dataset =
-    self.train_dataset`, then `self.train_kernel = self.compute_kernel(eval_dataset)`)
-    names a helper's parameter, not validation.
+    accuracy, and a loop with a backward pass, an optimizer step (also inside a helper
+    it calls) or a call named for training trains; one with a loop over the validation
+    data inside, or a call given it (a step hidden in `model.optimize_parameters()` or
+    written by hand, a test every N steps), leaves the validation to them. An evaluation
+    function given the validation data too (`train_loss, val_loss =
+    evaluate_model(model, train_loader, val_loader)`) measures both on purpose. An
+    evaluation name bound to the training data only to be handed to calls whose results
+    are stored under training names (`eval_dataset = self.train_dataset`, then
+    `self.train_kernel = self.compute_kernel(eval_dataset)`) names a helper's parameter,
+    not validation.
 
     ## Fix safety
     When exactly one validation or test loader is in scope, the fix passes it in
@@ -149,8 +150,8 @@ class EvaluationOnTrainingData(Rule):
             name is None
             or not is_data_name(name)
             or iterable_role(model, data, loop.function) is not Role.TRAIN
-            or _trains(model, loop)
             or not _accumulates_validation(model, loop)
+            or _trains(model, loop)
             or _evaluates_other_data(model, loop)
         ):
             return
@@ -168,25 +169,39 @@ def _in_body(model: SemanticModel, loop: StatementSite, node: cst.CSTNode) -> bo
 
 
 def _trains(model: SemanticModel, loop: StatementSite) -> bool:
-    """A training step, or a call to something named for training, in the loop."""
+    """A training step, or a call to something named for training, in the loop,
+    or a helper of the project that steps the optimizer."""
     return any(
         is_training_step(site.node, site.qualname)
         or role_from_name((dotted_name(site.node.func) or "").rsplit(".", 1)[-1]) is Role.TRAIN
         for site in model.calls
         if site.function is loop.function and _in_body(model, loop, site.node)
-    )
+    ) or model.modes.trains_in(loop.node, loop.function)
 
 
 def _evaluates_other_data(model: SemanticModel, loop: StatementSite) -> bool:
-    """A loop over evaluation data inside: the validation results are its own.
-    KAIR tests every N steps of a loop whose step is ``model.optimize_parameters()``."""
+    """A loop over evaluation data inside, or a call given it: the validation
+    results are theirs. KAIR tests every N steps of a loop whose step is
+    ``model.optimize_parameters()``; a hand-written optimizer has no step we know
+    of, and calls ``evaluate(model, valid_dataset)`` every N steps."""
+    scope = loop.function
     return any(
         inner is not loop
-        and inner.function is loop.function
+        and inner.function is scope
         and _in_body(model, loop, inner.node)
-        and iterable_role(model, inner.node.iter, inner.function) is Role.EVAL  # type: ignore[attr-defined]
+        and iterable_role(model, inner.node.iter, scope) is Role.EVAL  # type: ignore[attr-defined]
         for inner in model.for_loops
+    ) or any(
+        site.function is scope
+        and _in_body(model, loop, site.node)
+        and any(_is_evaluation_data(arg.value) for arg in site.node.args)
+        for site in model.calls
     )
+
+
+def _is_evaluation_data(value: cst.BaseExpression) -> bool:
+    name = dotted_name(value)
+    return name is not None and is_data_name(name) and role_from_name(name) is Role.EVAL
 
 
 def _accumulates_validation(model: SemanticModel, loop: StatementSite) -> bool:
