@@ -4,6 +4,7 @@ from collections.abc import Iterator
 
 import libcst as cst
 
+from bnlint.analysis.loops import is_unit_test
 from bnlint.analysis.model import SemanticModel
 from bnlint.analysis.modes import FunctionFlow, ModeAnalysis
 from bnlint.analysis.summaries import Need
@@ -77,7 +78,9 @@ class EvalLoopInTrainMode(Rule):
     (PPO's advantages, `data = self.calc_advantage(data)` before the optimizer
     steps over `data`). A unit test (a `test*` function of a `test_*.py` file or
     of a `Test*`/`*TestCase` class) has no evaluation loops: it checks behaviour,
-    such as a model and a reference copy agreeing under `torch.no_grad()`.
+    such as a model and a reference copy agreeing under `torch.no_grad()`; and a
+    dummy module without dropout or BatchNorm that it hands to an evaluation
+    function is not reported, since no layer will ever be added to it.
 
     ## Fix safety
     The fix inserts `model.eval()` before the loop (or before the call). It is
@@ -100,6 +103,8 @@ class EvalLoopInTrainMode(Rule):
         for flow, need in analysis.broken_needs(Need.EVAL):
             requirement = need.requirement
             severity = latent_only(model, need.key, flow.scope)
+            if severity is not None and is_unit_test(model, flow.scope):
+                continue  # a test's stand-in module
             yield Finding(
                 need.node,
                 f"`{need.key}` is in training mode when `{_short(need.callee)}` runs its "
