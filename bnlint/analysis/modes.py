@@ -530,8 +530,11 @@ class ModeAnalysis:
                 return (_built_module(call, state) if is_module else None), None
         local_class = self._classes_by_name.get(dotted_name(func) or "")
         if local_class is not None:
-            is_module = local_class in self.model.module_classes
-            return (_built_module(call, state) if is_module else None), None
+            if local_class not in self.model.module_classes:
+                return None, None
+            if self._runs_in_eval(local_class):
+                return ModeFact(Mode.EVAL), None
+            return _built_module(call, state), None
         if isinstance(func, cst.Attribute) and func.attr.value == "load_from_checkpoint":
             # Lightning restores a module in training mode.
             owner = self._classes_by_name.get(dotted_name(func.value) or "")
@@ -551,6 +554,29 @@ class ModeAnalysis:
             if key is not None and state.fact(key) is not None:
                 return None, key + dot + rest
         return None, None
+
+    def _runs_in_eval(self, cls: ClassInfo) -> bool:
+        """A frozen feature extractor: a module class whose ``__init__`` puts in
+        eval mode every module its ``forward`` runs (``self.model.eval()``), and
+        whose ``forward`` does not read its own flag, runs in eval mode from the
+        start, though that flag says training."""
+        init, forward = self._method(cls, "__init__"), self._method(cls, "forward")
+        if init is None or forward is None or not init.self_name or not forward.self_name:
+            return False
+        flow = self.flow_of(init)
+        if flow is None:
+            return False
+        switched = set()
+        for key, mode in flow.summary.effects:
+            owner, dot, attribute = key.partition(".")
+            if owner == init.self_name and dot and "." not in attribute and mode is Mode.EVAL:
+                switched.add(attribute)
+        run = set()
+        for site in self.model.calls:
+            owner, dot, called = (dotted_name(site.node.func) or "").partition(".")
+            if site.function is forward and owner == forward.self_name and dot:
+                run.add(called.partition(".")[0])
+        return bool(run) and run <= switched and not _reads_training_flag(forward)
 
     def fresh_instance(self, call: cst.Call, target: str, state: State) -> ModeFact | None:
         """``model = Net()`` with ``Net`` imported from code we cannot see: a module
@@ -1074,6 +1100,16 @@ def _modules_of(value: cst.BaseExpression) -> cst.BaseExpression:
             value = value.func.value
         else:
             return value
+
+
+def _reads_training_flag(method: FunctionInfo) -> bool:
+    """``self.training`` in ``method``: it behaves by the module's own flag."""
+    return any(
+        type(node) is cst.Attribute
+        and node.attr.value == "training"
+        and dotted_name(node.value) == method.self_name
+        for node in descendants(method.node)
+    )
 
 
 def _contains_loop(node: cst.CSTNode) -> bool:

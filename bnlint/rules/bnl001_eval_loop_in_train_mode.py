@@ -57,6 +57,9 @@ class EvalLoopInTrainMode(Rule):
     classes of those: no dropout, no norm statistics) is reported as a warning:
     the numbers are right until someone adds dropout or BatchNorm. Passed to the
     evaluation function, it is judged by what every call in the file passes.
+    An instance of a module class whose `__init__` puts in eval mode every module
+    its `forward` runs (a frozen feature extractor: `self.model.eval()`) runs in
+    eval mode once built, though its own flag says training.
 
     Paths are not weighed: if any path reaches the loop with `.eval()` (say,
     under an `if`), nothing is reported. Models whose origin is unknown (a
