@@ -33,11 +33,18 @@ _EVAL_WORDS = re.compile(
     r"(^|_|\b)(val|valid|validation|test|testing|eval|evaluation|dev|holdout)" + _WORD_END
 )
 _TRAIN_WORDS = re.compile(r"(^|_|\b)(train|training|trn)" + _WORD_END)
+# "valid" as an adjective: the valid entries of a batch, not validation data.
+_VALID_ENTRIES = re.compile(
+    r"(^|_)(n|num|is|has|all|any)_valid(?=_|$)"
+    r"|(^|_)valid_(masks?|idx|index|indices|inds|ids|count|len|length|pixels|points|tokens"
+    r"|positions|entries|flags?)(?=_|$|\d)"
+)
 
 
 def role_from_name(name: str) -> Role | None:
-    """``val_loader`` -> EVAL, ``train_ds`` -> TRAIN, ``loader`` -> None."""
-    lowered = name.lower().rsplit(".", 1)[-1]
+    """``val_loader`` -> EVAL, ``train_ds`` -> TRAIN, ``loader`` -> None,
+    ``valid_mask`` (the valid entries) -> None."""
+    lowered = _VALID_ENTRIES.sub("_", name.lower().rsplit(".", 1)[-1])
     is_eval = _EVAL_WORDS.search(lowered) is not None
     is_train = _TRAIN_WORDS.search(lowered) is not None
     if is_eval == is_train:
