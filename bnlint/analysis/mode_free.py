@@ -131,6 +131,8 @@ def _call_is_mode_free(model: SemanticModel, cls: ClassInfo, call: cst.Call, dep
     if local is not None:
         return _class_is_mode_free(model, local, depth + 1)
     qualified = model.qualname(call.func) or ""
+    if qualified.startswith("unittest.mock."):
+        return True  # a test double's return value (``MagicMock()``) has no mode
     return qualified.startswith("torch.") and (
         not qualified.startswith("torch.nn.") or _torch_layer_is_mode_free(qualified, call)
     )
