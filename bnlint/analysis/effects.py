@@ -333,7 +333,8 @@ MODULE_EVIDENCE_METHODS = frozenset(
 _NOT_A_NETWORK = re.compile(
     r"(^|_)(preprocessor|processor|tokenizer|transforms?|collate_fn|criterion|loss_fn|loss"
     r"|metrics?|logger|writer|accelerator|callback"
-    r"|datasets?|dataloader|loader|trainset|valset|testset)$",
+    r"|datasets?|dataloader|loader|trainset|valset|testset)$"
+    r"|^criterion_",  # ``criterion_cls``, ``criterion_seg``: one criterion per head
     re.IGNORECASE,
 )
 

@@ -78,7 +78,7 @@ def _built_mode_free(model: SemanticModel, value: cst.BaseExpression, depth: int
     if qualified:
         return _torch_layer_is_mode_free(qualified, value)
     local = model.class_named(value.func)
-    return local is not None and _class_is_mode_free(model, local, depth + 1)
+    return local is not None and class_is_mode_free(model, local, depth + 1)
 
 
 def _torch_layer_is_mode_free(qualified: str, call: cst.Call) -> bool:
@@ -92,7 +92,7 @@ def _torch_layer_is_mode_free(qualified: str, call: cst.Call) -> bool:
     return layer is not None and not _depends(layer)
 
 
-def _class_is_mode_free(model: SemanticModel, cls: ClassInfo, depth: int) -> bool:
+def class_is_mode_free(model: SemanticModel, cls: ClassInfo, depth: int = 0) -> bool:
     """A class of the file derived from ``nn.Module`` (or such a class) that
     builds and calls nothing mode-dependent and never reads its mode."""
     if depth > _MAX_DEPTH:
@@ -100,7 +100,7 @@ def _class_is_mode_free(model: SemanticModel, cls: ClassInfo, depth: int) -> boo
     for base in cls.bases:
         local = model.class_named(base)
         if model.qualname(base) != _MODULE_BASE and not (
-            local is not None and _class_is_mode_free(model, local, depth + 1)
+            local is not None and class_is_mode_free(model, local, depth + 1)
         ):
             return False
     nodes = list(descendants(cls.node.body))
@@ -129,7 +129,7 @@ def _call_is_mode_free(model: SemanticModel, cls: ClassInfo, call: cst.Call, dep
         return not _depends(name)
     local = model.class_named(call.func)
     if local is not None:
-        return _class_is_mode_free(model, local, depth + 1)
+        return class_is_mode_free(model, local, depth + 1)
     qualified = model.qualname(call.func) or ""
     if qualified.startswith("unittest.mock."):
         return True  # a test double's return value (``MagicMock()``) has no mode

@@ -46,6 +46,7 @@ from bnlint.analysis.frameworks import (
     WRAPPERS_WITH_MODULE,
 )
 from bnlint.analysis.loops import Evaluation, LoopRoles, is_evaluation_function, iterable_role
+from bnlint.analysis.mode_free import class_is_mode_free
 from bnlint.analysis.model import (
     LOOP_TYPES,
     ClassInfo,
@@ -530,7 +531,9 @@ class ModeAnalysis:
                 return (_built_module(call, state) if is_module else None), None
         local_class = self._classes_by_name.get(dotted_name(func) or "")
         if local_class is not None:
-            if local_class not in self.model.module_classes:
+            if local_class not in self.model.module_classes or _is_plain_loss(
+                self.model, local_class
+            ):
                 return None, None
             if self._runs_in_eval(local_class):
                 return ModeFact(Mode.EVAL), None
@@ -1100,6 +1103,17 @@ def _modules_of(value: cst.BaseExpression) -> cst.BaseExpression:
             value = value.func.value
         else:
             return value
+
+
+# ``FocalLoss``, ``DiceCriterion``, ``SoftCrossEntropyLoss2d``.
+_LOSS_CLASS = re.compile(r"(Loss|Criterion)(\d*d)?$")
+
+
+def _is_plain_loss(model: SemanticModel, cls: ClassInfo) -> bool:
+    """A loss module of the file built only from what runs the same in both modes:
+    not a model, and its mode has nothing to get wrong. A perceptual loss that
+    holds a network keeps its mode."""
+    return _LOSS_CLASS.search(cls.name) is not None and class_is_mode_free(model, cls)
 
 
 def _reads_training_flag(method: FunctionInfo) -> bool:

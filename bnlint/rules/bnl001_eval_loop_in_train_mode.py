@@ -59,7 +59,9 @@ class EvalLoopInTrainMode(Rule):
     evaluation function, it is judged by what every call in the file passes.
     An instance of a module class whose `__init__` puts in eval mode every module
     its `forward` runs (a frozen feature extractor: `self.model.eval()`) runs in
-    eval mode once built, though its own flag says training.
+    eval mode once built, though its own flag says training. A loss is not a model:
+    a value named for one (`criterion`, `criterion_cls`, `loss_fn`) or an instance
+    of a `*Loss` class of the file built without dropout or norm statistics.
 
     Paths are not weighed: if any path reaches the loop with `.eval()` (say,
     under an `if`), nothing is reported. Models whose origin is unknown (a
