@@ -331,7 +331,8 @@ MODULE_EVIDENCE_METHODS = frozenset(
 # bookkeeping, not the network: ``model.data_preprocessor(batch)``,
 # ``self.criterion(out, y)``, ``self.tokenizer(text)``, ``testset.pull_image(i)``.
 _NOT_A_NETWORK = re.compile(
-    r"(^|_)(preprocessor|processor|tokenizer|transforms?|collate_fn|criterion|loss_fn|loss"
+    r"(^|_)(preprocessor|processor|tokenizer|transforms?|collate_fn|criterion|loss_fn|loss_func"
+    r"|loss_function|loss"
     r"|metrics?|logger|writer|accelerator|callback"
     r"|datasets?|dataloader|loader|trainset|valset|testset)$"
     r"|^criterion_",  # ``criterion_cls``, ``criterion_seg``: one criterion per head

@@ -60,7 +60,7 @@ class EvalLoopInTrainMode(Rule):
     An instance of a module class whose `__init__` puts in eval mode every module
     its `forward` runs (a frozen feature extractor: `self.model.eval()`) runs in
     eval mode once built, though its own flag says training. A loss is not a model:
-    a value named for one (`criterion`, `criterion_cls`, `loss_fn`) or an instance
+    a value named for one (`criterion`, `criterion_cls`, `loss_fn`, `loss_func`) or an instance
     of a `*Loss` class of the file built without dropout or norm statistics.
 
     Paths are not weighed: if any path reaches the loop with `.eval()` (say,
