@@ -58,6 +58,7 @@ from bnlint.analysis.names import dotted_name, target_names
 from bnlint.analysis.project import FileFacts, module_name
 from bnlint.analysis.state import Grad, Mode, ModeFact, State, join_all
 from bnlint.analysis.summaries import Need, Requirement, Summary, bind_arguments
+from bnlint.analysis.training_flag import mentions_training
 from bnlint.analysis.values import assigned_values
 from bnlint.analysis.walk import descendants
 
@@ -579,7 +580,7 @@ class ModeAnalysis:
             owner, dot, called = (dotted_name(site.node.func) or "").partition(".")
             if site.function is forward and owner == forward.self_name and dot:
                 run.add(called.partition(".")[0])
-        return bool(run) and run <= switched and not _reads_training_flag(forward)
+        return bool(run) and run <= switched and not mentions_training(forward.node)
 
     def fresh_instance(self, call: cst.Call, target: str, state: State) -> ModeFact | None:
         """``model = Net()`` with ``Net`` imported from code we cannot see: a module
@@ -1114,16 +1115,6 @@ def _is_plain_loss(model: SemanticModel, cls: ClassInfo) -> bool:
     not a model, and its mode has nothing to get wrong. A perceptual loss that
     holds a network keeps its mode."""
     return _LOSS_CLASS.search(cls.name) is not None and class_is_mode_free(model, cls)
-
-
-def _reads_training_flag(method: FunctionInfo) -> bool:
-    """``self.training`` in ``method``: it behaves by the module's own flag."""
-    return any(
-        type(node) is cst.Attribute
-        and node.attr.value == "training"
-        and dotted_name(node.value) == method.self_name
-        for node in descendants(method.node)
-    )
 
 
 def _contains_loop(node: cst.CSTNode) -> bool:

@@ -79,7 +79,7 @@ def set_by_training_flag(value: cst.BaseExpression, function: FunctionInfo) -> b
 
 
 def _follows_flag(value: cst.BaseExpression) -> bool:
-    if _mentions_training(value):
+    if mentions_training(value):
         return True
     return isinstance(value, cst.IfExp) and (
         is_zero_literal(value.body) or is_zero_literal(value.orelse)
@@ -91,7 +91,7 @@ def _assigned_with_flag(node: cst.CSTNode, name: str, guarded: bool) -> bool:
         if name not in _assigned_names(node) or node.value is None:
             return False
         return guarded or is_zero_literal(node.value) or _follows_flag(node.value)
-    if isinstance(node, cst.If | cst.While) and _mentions_training(node.test):
+    if isinstance(node, cst.If | cst.While) and mentions_training(node.test):
         guarded = True
     return any(_assigned_with_flag(child, name, guarded) for child in children(node))
 
@@ -184,5 +184,6 @@ def _is_training_flag(node: cst.BaseExpression) -> bool:
     return isinstance(node, cst.Name) and node.value == TRAINING
 
 
-def _mentions_training(node: cst.CSTNode) -> bool:
+def mentions_training(node: cst.CSTNode) -> bool:
+    """``self.training`` or a ``training`` flag anywhere in ``node``."""
     return mentions_name(node, TRAINING)
