@@ -30,7 +30,7 @@ from bnlint.fixer import FixOutcome, fix_text
 from bnlint.notebook import fix_notebook, is_notebook, lint_notebook
 from bnlint.output import Report, formatters
 from bnlint.output.text import summary
-from bnlint.rules import ALL_RULES, RULES_BY_CODE
+from bnlint.rules import DOCUMENTED, DOCUMENTED_BY_CODE
 from bnlint.source import SourceFile, UnreadableSource, decode_source, write_fixed
 
 EXIT_CLEAN, EXIT_PROBLEMS, EXIT_ERROR = 0, 1, 2
@@ -309,7 +309,7 @@ def _check_stdin(path: str, config: Config, options: CheckOptions) -> int:
     try:
         source = decode_source(sys.stdin.buffer.read())
     except UnreadableSource as error:
-        diagnostics = [input_diagnostic(path, "BNL902", str(error))]
+        diagnostics = [input_diagnostic(path, "BNL902", str(error), error.line, error.column)]
         _emit(Report(diagnostics), options, fix_mode=False)
         return _exit_code(Report(diagnostics), options, False)
     package = package_of(Path(path)) if path != "-" else None
@@ -348,7 +348,7 @@ def _emit(report: Report, options: CheckOptions, fix_mode: bool, to_stderr: bool
     if options.statistics:
         counts = Counter(d.code for d in report.diagnostics)
         for code, count in sorted(counts.items()):
-            name = RULES_BY_CODE[code].name if code in RULES_BY_CODE else code
+            name = DOCUMENTED_BY_CODE[code].name if code in DOCUMENTED_BY_CODE else code
             click.echo(f"{count:<6} {code:<7} {name}", err=to_stderr)
     if not options.quiet:
         click.echo(summary(report, fix_mode), err=to_stderr)
@@ -464,14 +464,14 @@ def rules(markdown: bool) -> None:
         click.echo(rules_markdown(), nl=False)
         return
     click.echo(f"{'code':<7} {'name':<42} {'fix':<4} summary")
-    for rule in ALL_RULES:
+    for rule in DOCUMENTED:
         fix = "yes" if rule.fixable else "no"
         click.echo(f"{rule.code:<7} {rule.name:<42} {fix:<4} {rule.summary}")
 
 
 def rules_markdown() -> str:
     rows = ["| code | name | fix | finds |", "|---|---|---|---|"]
-    for rule in ALL_RULES:
+    for rule in DOCUMENTED:
         summary = rule.summary.replace("|", "\\|")
         rows.append(
             f"| {rule.code} | {rule.name} | {'yes' if rule.fixable else 'no'} | {summary} |"
@@ -483,7 +483,7 @@ def rules_markdown() -> str:
 @click.argument("code")
 def explain(code: str) -> None:
     """Print the documentation of rule CODE, with its examples."""
-    rule = RULES_BY_CODE.get(code.upper())
+    rule = DOCUMENTED_BY_CODE.get(code.upper())
     if rule is None:
         fail(f"unknown rule code '{code}' (see `bnlint rules`)")
         return

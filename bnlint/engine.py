@@ -1,7 +1,8 @@
 """The core every front end calls: source text in, diagnostics out.
 
 One parse and one semantic model per file; files in which no selected rule's
-trigger text appears are only syntax-checked with the much faster ``ast``.
+trigger text appears are only syntax-checked with the much faster ``ast``
+(and, where it finds an error, LibCST's parser, which knows newer grammars).
 """
 
 from __future__ import annotations
@@ -131,13 +132,19 @@ def _model_for(
     # LibCST's native parser takes minutes, or overflows its stack and kills the
     # whole run (a segfault). Elsewhere it would only add a tenth to the parse.
     python_error = _ast_syntax_error(source) if not analysed or _may_nest_deeply(source) else None
-    if not analysed or _beyond_parser_limits(python_error):
-        raise _NotAnalysed(_syntax_diagnostic(path, *python_error) if python_error else None)
+    if python_error is not None and _beyond_parser_limits(python_error):
+        raise _NotAnalysed(_syntax_diagnostic(path, *python_error))
+    if not analysed and python_error is None:
+        raise _NotAnalysed(None)
+    # LibCST's grammar has the last word: the Python running bnlint may be older
+    # than the code (3.12's f-strings and generics on 3.11).
     try:
         module = parse_module(source)
     except (cst.ParserSyntaxError, RecursionError, MemoryError) as error:
         where = _describe_parse_error(source, error)
         raise _NotAnalysed(_syntax_diagnostic(path, *where)) from None
+    if not analysed:
+        raise _NotAnalysed(None)
     return SemanticModel(module, path, package, project)
 
 
@@ -382,9 +389,8 @@ def lint_file(
     try:
         source = read_source(path)
     except UnreadableSource as error:
-        return FileResult(
-            shown, _select([input_diagnostic(shown, "BNL902", str(error))], shown, config)
-        )
+        unreadable = input_diagnostic(shown, "BNL902", str(error), error.line, error.column)
+        return FileResult(shown, _select([unreadable], shown, config))
     if path.suffix == ".ipynb":
         from bnlint.notebook import lint_notebook  # notebook.py builds on lint_source
 
@@ -504,7 +510,7 @@ def _apply_noqa(diagnostics: list[Diagnostic], source: str) -> list[Diagnostic]:
 def input_diagnostic(
     path: str, code: str, message: str, line: int = 1, column: int = 1
 ) -> Diagnostic:
-    name, _ = INPUT_CODES[code]
+    name = INPUT_CODES[code].name
     return Diagnostic(path, line, column, line, column, code, name, message, Severity.ERROR)
 
 
@@ -581,8 +587,8 @@ def _too_complex(error: BaseException) -> str:
     return f"{_TOO_COMPLEX} ({type(error).__name__})"
 
 
-def _beyond_parser_limits(python_error: tuple[int, int, str] | None) -> bool:
-    return python_error is not None and python_error[2].startswith(_PARSER_LIMITS)
+def _beyond_parser_limits(python_error: tuple[int, int, str]) -> bool:
+    return python_error[2].startswith(_PARSER_LIMITS)
 
 
 def _ran_out_of_stack(error: BaseException | None) -> bool:

@@ -35,7 +35,7 @@ from bnlint.config import Config
 from bnlint.diagnostic import Diagnostic, Edit, Fix
 from bnlint.engine import input_diagnostic, lint_source
 from bnlint.fixer import FixOutcome, fix_text
-from bnlint.source import line_starts
+from bnlint.source import InputError, line_starts
 
 NOTEBOOK_SUFFIX = ".ipynb"
 
@@ -44,8 +44,8 @@ def is_notebook(path: str | Path) -> bool:
     return str(path).endswith(NOTEBOOK_SUFFIX)
 
 
-class NotebookError(Exception):
-    """The file is not a Jupyter notebook in nbformat 4 (BNL902)."""
+class NotebookError(InputError):
+    """The file is not a Jupyter notebook in nbformat 4."""
 
 
 def lint_notebook(
@@ -89,7 +89,7 @@ def fix_notebook(
 def _broken(error: NotebookError, path: str, config: Config) -> list[Diagnostic]:
     if not config.is_enabled("BNL902", path):
         return []
-    return [input_diagnostic(path, "BNL902", str(error))]
+    return [input_diagnostic(path, "BNL902", str(error), error.line, error.column)]
 
 
 def _lint_program(
@@ -115,8 +115,9 @@ class Notebook:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
-            where = f"line {error.lineno}, column {error.colno}"
-            raise NotebookError(f"not a notebook: invalid JSON ({where}): {error.msg}") from error
+            raise NotebookError(
+                f"not a notebook: invalid JSON: {error.msg}", error.lineno, error.colno
+            ) from error
         except RecursionError as error:
             raise NotebookError("not a notebook: JSON nested too deeply") from error
         self.cells = _checked_cells(data)

@@ -18,8 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
-class UnreadableSource(Exception):
-    """The file cannot be read or decoded; the message says why (BNL902)."""
+class InputError(Exception):
+    """Input bnlint cannot lint (BNL902): the message says why, and ``line`` and
+    ``column`` (1-based) where, when that is known."""
+
+    def __init__(self, message: str, line: int = 1, column: int = 1) -> None:
+        super().__init__(message)
+        self.line, self.column = line, column
+
+
+class UnreadableSource(InputError):
+    """The file cannot be read or decoded."""
 
 
 @dataclass(frozen=True)
@@ -64,28 +73,48 @@ def read_source(path: Path) -> SourceFile:
 # Where a coding cookie may be, split at every newline Python accepts: a file
 # may end its lines with "\r" alone, which ``BytesIO.readline`` does not see.
 _FIRST_TWO_LINES = re.compile(rb"(?:[^\r\n]*(?:\r\n|\r|\n)?){0,2}")
+# A coding cookie, as ``tokenize`` looks for one: ``# -*- coding: latin-1 -*-``.
+_CODING_COOKIE = re.compile(rb"^[ \t\f]*#.*?coding[:=][ \t]*[-\w.]+", re.ASCII)
 
 
 def decode_source(data: bytes) -> SourceFile:
     if b"\0" in data:
         raise UnreadableSource("binary content (null bytes): not a Python source file")
-    lines = iter(_FIRST_TWO_LINES.match(data).group().splitlines(keepends=True))  # type: ignore[union-attr]
+    first_lines = _FIRST_TWO_LINES.match(data).group().splitlines(keepends=True)  # type: ignore[union-attr]
+    declared = any(_CODING_COOKIE.match(line) for line in first_lines)
+    lines = iter(first_lines)
     try:
         encoding, _ = tokenize.detect_encoding(lambda: next(lines, b""))
     except SyntaxError as error:
-        raise UnreadableSource(f"bad encoding declaration: {error.msg}") from error
+        if declared:
+            raise UnreadableSource(f"bad encoding declaration: {error.msg}") from error
+        encoding = "utf-8"  # undeclared and not UTF-8: the decoding below says where
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as error:
-        line = data[: error.start].count(b"\n") + 1
+        line, column = _position_of_byte(data, error.start, encoding)
+        hint = "" if declared else " (no coding cookie names another encoding)"
         raise UnreadableSource(
-            f"cannot decode as {encoding} (line {line}, byte {error.start}): {error.reason}"
+            f"cannot decode byte 0x{data[error.start]:02x} as {encoding}: {error.reason}{hint}",
+            line,
+            column,
         ) from error
     except (UnicodeError, LookupError) as error:  # a cookie naming rot13, base64, punycode...
         raise UnreadableSource(f"cannot decode as {encoding}: {error}") from error
     if text.startswith("\ufeff"):
         text = text[1:]  # detect_encoding says "utf-8-sig", but be sure
     return SourceFile(text, encoding)
+
+
+def _position_of_byte(data: bytes, offset: int, encoding: str) -> tuple[int, int]:
+    """The line and column of the character that starts at byte ``offset``; the
+    bytes before it decode (they come before the first undecodable one)."""
+    line_start = data.rfind(b"\n", 0, offset) + 1
+    try:
+        column = len(data[line_start:offset].decode(encoding)) + 1
+    except (UnicodeError, LookupError):  # a multi-byte encoding that "\n" does not split
+        column = offset - line_start + 1
+    return data.count(b"\n", 0, offset) + 1, column
 
 
 class NotWritten(OSError):

@@ -12,6 +12,7 @@ import pytest
 
 from bnlint.config import Config
 from bnlint.engine import lint_files
+from bnlint.source import UnreadableSource, decode_source
 from tests.conftest import BAD_MODEL
 
 
@@ -91,3 +92,39 @@ def test_unreadable_file_is_reported_and_the_run_goes_on(
     results = lint_files([locked, good], Config())
     assert [d.message for d in results[0].diagnostics] == ["cannot read file: Permission denied"]
     assert [d.code for d in results[1].diagnostics] == ["BNL201", "BNL004"]
+
+
+@pytest.mark.parametrize(
+    ("data", "line", "column", "message"),
+    [
+        (
+            b"import torch\nx = '\xff\xfe'\n",
+            2,
+            6,
+            "cannot decode byte 0xff as utf-8: invalid start byte"
+            " (no coding cookie names another encoding)",
+        ),
+        # Not a bad declaration: there is none, and the first line is Latin-1.
+        (
+            b"# Augmentations \xe9crites\nimport torch\n",
+            1,
+            17,
+            "cannot decode byte 0xe9 as utf-8: invalid continuation byte"
+            " (no coding cookie names another encoding)",
+        ),
+        (
+            b"# -*- coding: ascii -*-\nname = 'caf\xe9'\n",
+            2,
+            12,
+            "cannot decode byte 0xe9 as ascii: ordinal not in range(128)",
+        ),
+        (b"# -*- coding: klingon -*-\n", 1, 1, "bad encoding declaration: unknown encoding"),
+    ],
+)
+def test_undecodable_bytes_are_reported_where_they_are(
+    data: bytes, line: int, column: int, message: str
+) -> None:
+    with pytest.raises(UnreadableSource) as raised:
+        decode_source(data)
+    assert (raised.value.line, raised.value.column) == (line, column)
+    assert str(raised.value).startswith(message)

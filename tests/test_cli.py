@@ -215,6 +215,15 @@ def test_rules_and_explain() -> None:
     assert run("explain", "BNL999").exit_code == 2
 
 
+def test_problems_with_the_input_are_documented_too() -> None:
+    """A user who meets BNL901 in the output can look it up like any rule."""
+    assert "BNL901  syntax-error" in run("rules").output
+    doc = run("explain", "bnl901")
+    assert doc.exit_code == 0 and "## Known problems" in doc.output
+    assert "## Example" in doc.output  # from fixtures/BNL901
+    assert run("explain", "BNL902").exit_code == 0
+
+
 def test_the_command_exits_without_a_last_walk_over_the_heap(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -160,26 +160,36 @@ def test_notebooks_in_other_languages_are_skipped() -> None:
 
 
 @pytest.mark.parametrize(
-    ("content", "message"),
+    ("content", "where", "message"),
     [
-        ('{"cells": [', "not a notebook: invalid JSON (line 1, column 12)"),
-        ('{"nbformat": 3, "worksheets": []}', "not a Jupyter notebook in nbformat 4 (nbformat 3)"),
-        ("[1, 2]", "not a Jupyter notebook in nbformat 4"),
-        ('{"nbformat": 4, "cells": {}}', "not a valid notebook: no list of cells"),
-        ('{"nbformat": 4, "cells": [{"cell_type": "code"}]}', "cell 1 has no type or source"),
-        ("[" * 100_000 + "]" * 100_000, "not a notebook: JSON nested too deeply"),
+        ('{"cells": [', "1:12", "not a notebook: invalid JSON: Expecting value"),
+        ('{"cells": [\n  {"cell_type": "code",', "2:24", "Expecting property name"),
+        (
+            '{"nbformat": 3, "worksheets": []}',
+            "1:1",
+            "not a Jupyter notebook in nbformat 4 (nbformat 3)",
+        ),
+        ("[1, 2]", "1:1", "not a Jupyter notebook in nbformat 4"),
+        ('{"nbformat": 4, "cells": {}}', "1:1", "not a valid notebook: no list of cells"),
+        (
+            '{"nbformat": 4, "cells": [{"cell_type": "code"}]}',
+            "1:1",
+            "cell 1 has no type or source",
+        ),
+        ("[" * 100_000 + "]" * 100_000, "1:1", "not a notebook: JSON nested too deeply"),
     ],
 )
 def test_a_broken_notebook_is_one_bnl902_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str, message: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content: str, where: str, message: str
 ) -> None:
+    """At the place the JSON parser gives, where it gives one."""
     monkeypatch.chdir(tmp_path)
     Path("broken.ipynb").write_text(content)
     Path("ok.py").write_text("model.eval\n")
     result = run("--quiet", "broken.ipynb", "ok.py")
     assert result.exit_code == 1
     broken, ok = result.output.splitlines()
-    assert broken.startswith("broken.ipynb:1:1: BNL902 ") and message in broken
+    assert broken.startswith(f"broken.ipynb:{where}: BNL902 ") and message in broken
     assert ok.startswith("ok.py:1:1: BNL004")
 
 

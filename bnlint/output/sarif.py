@@ -26,7 +26,7 @@ from urllib.parse import quote
 from bnlint import __version__
 from bnlint.diagnostic import Diagnostic, Edit, Fix, Severity
 from bnlint.output import Report
-from bnlint.rules import ALL_RULES, INPUT_CODES
+from bnlint.rules import DOCUMENTED
 
 SCHEMA_URI = (
     "https://docs.oasis-open.org/sarif/sarif/v2.1.0/errata01/os/schemas/sarif-schema-2.1.0.json"
@@ -64,16 +64,17 @@ def render(report: Report) -> str:
 def rule_descriptors() -> list[dict[str, Any]]:
     """Every code bnlint can report, rules first, in code order."""
     descriptors = []
-    for rule in ALL_RULES:
-        documentation = rule.documentation()
-        descriptors.append(
-            _descriptor(
-                rule.code, rule.name, rule.summary, _first_section(documentation), documentation
-            )
+    for documented in DOCUMENTED:
+        documentation = documented.documentation()
+        descriptor = _descriptor(
+            documented.code,
+            documented.name,
+            documented.summary,
+            _first_section(documentation),
+            documentation,
         )
-        descriptors[-1]["defaultConfiguration"] = {"level": _level(rule.severity)}
-    for code, (name, summary) in INPUT_CODES.items():
-        descriptors.append(_descriptor(code, name, summary, summary, summary))
+        descriptor["defaultConfiguration"] = {"level": _level(documented.severity)}
+        descriptors.append(descriptor)
     return descriptors
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bnlint.rules.base import Rule
+from bnlint.rules.base import Documented, Rule
 from bnlint.rules.bnl001_eval_loop_in_train_mode import EvalLoopInTrainMode
 from bnlint.rules.bnl002_eval_loop_without_no_grad import EvalLoopWithoutNoGrad
 from bnlint.rules.bnl003_train_mode_not_restored import TrainModeNotRestored
@@ -26,6 +26,8 @@ from bnlint.rules.bnl301_evaluation_on_training_data import EvaluationOnTraining
 from bnlint.rules.bnl302_evaluation_with_train_augmentation import (
     EvaluationWithTrainAugmentation,
 )
+from bnlint.rules.bnl901_syntax_error import SyntaxErrorInFile
+from bnlint.rules.bnl902_unreadable_file import UnreadableFile
 
 ALL_RULES: tuple[type[Rule], ...] = tuple(
     sorted(
@@ -55,9 +57,10 @@ ALL_RULES: tuple[type[Rule], ...] = tuple(
 )
 RULES_BY_CODE: dict[str, type[Rule]] = {rule.code: rule for rule in ALL_RULES}
 
-# Diagnostics about the input itself; they have no Rule class.
-INPUT_CODES = {
-    "BNL901": ("syntax-error", "the file cannot be parsed"),
-    "BNL902": ("unreadable-file", "the file cannot be read or decoded"),
-}
-ALL_CODES: frozenset[str] = frozenset(RULES_BY_CODE) | frozenset(INPUT_CODES)
+# Diagnostics about the input itself: the engine reports them, no rule checks.
+INPUT_PROBLEMS: tuple[type[Documented], ...] = (SyntaxErrorInFile, UnreadableFile)
+INPUT_CODES: dict[str, type[Documented]] = {problem.code: problem for problem in INPUT_PROBLEMS}
+# Everything ``bnlint rules`` lists and ``bnlint explain`` documents.
+DOCUMENTED: tuple[type[Documented], ...] = (*ALL_RULES, *INPUT_PROBLEMS)
+DOCUMENTED_BY_CODE: dict[str, type[Documented]] = {entry.code: entry for entry in DOCUMENTED}
+ALL_CODES: frozenset[str] = frozenset(DOCUMENTED_BY_CODE)

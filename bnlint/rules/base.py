@@ -49,10 +49,10 @@ class Finding:
     noqa_lines: tuple[int, ...] = field(default=())
 
 
-class Rule:
-    """Base class. Subclasses set the class attributes and implement ``check``.
+class Documented:
+    """A code bnlint reports, as ``bnlint rules`` and ``bnlint explain`` show it.
 
-    The class docstring is the rule's documentation, in the sections of ruff's
+    The class docstring is the code's documentation, in the sections of ruff's
     rule pages: What it does, Why is this bad?, Known problems, Fix safety.
     """
 
@@ -61,13 +61,19 @@ class Rule:
     summary: ClassVar[str]
     severity: ClassVar[Severity] = Severity.ERROR
     fixable: ClassVar[bool] = False
+
+    @classmethod
+    def documentation(cls) -> str:
+        return inspect.cleandoc(cls.__doc__ or "")
+
+
+class Rule(Documented):
+    """Base class of the rules. Subclasses set the class attributes, document
+    the rule in their docstring and implement ``check``."""
+
     # Substrings of which at least one must appear in a file for the rule to
     # possibly fire: files matching no selected rule are never parsed.
     triggers: ClassVar[tuple[str, ...]] = ()
 
     def check(self, model: SemanticModel) -> Iterable[Finding]:
         raise NotImplementedError
-
-    @classmethod
-    def documentation(cls) -> str:
-        return inspect.cleandoc(cls.__doc__ or "")
