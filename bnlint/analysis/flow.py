@@ -590,6 +590,10 @@ class Interpreter:
         if qualname in SET_GRAD_ENABLED:
             state.grad = grad_setting(node)
             return state
+        entered = self._entered_grad_context(node)
+        if entered is not None:  # never exited: the flag holds for the code after it
+            state.grad = entered
+            return state
         switch = mode_switch(node)
         if switch is not None:
             return self._switch(node, switch[0], switch[1], state)
@@ -617,6 +621,14 @@ class Interpreter:
         assert self._statement is not None
         return self._statement
 
+    def _entered_grad_context(self, node: cst.Call) -> Grad | None:
+        """The grad flag ``torch.no_grad().__enter__()`` sets, as a ``with`` would."""
+        func = node.func
+        if type(func) is not cst.Attribute or func.attr.value != "__enter__":
+            return None
+        context = func.value
+        return grad_context(self.analysis.qualname(_callee_expr(context)), context)
+
     def _switch(self, node: cst.Call, key: str, mode: Mode, state: State) -> State:
         before = state.fact(key)
         self.events.switches[node] = ModeUse(
@@ -643,6 +655,10 @@ class Interpreter:
                 key = dotted_name(func.value)
                 # Hugging Face's ``generate`` is decorated with ``torch.no_grad()``.
                 grad = Grad.OFF if func.attr.value == "generate" else grad
+            elif func.attr.value in _INFERENCE_METHODS:
+                # A method of a class we cannot see (a callee would have been
+                # found): libraries often decorate it with ``torch.no_grad()``.
+                grad = Grad.UNKNOWN
             elif func.attr.value in MODE_PRESERVING_METHODS:
                 return False  # ``model.parameters()`` does not run the model
             elif func.attr.value in ("eval", "train"):
@@ -851,6 +867,11 @@ def _is_bare_switch(expr: cst.BaseExpression) -> bool:
         and expr.attr.value in ("eval", "train")
         and dotted_name(expr.value) is not None
     )
+
+
+# Model methods that run inference, often under their own ``torch.no_grad()``:
+# PyG's ``BasicGNN.inference``, diffusion models' ``sample``.
+_INFERENCE_METHODS = frozenset({"inference", "infer", "predict", "sample"})
 
 
 def _callee_expr(expr: cst.BaseExpression) -> cst.BaseExpression:

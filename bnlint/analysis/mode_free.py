@@ -103,16 +103,24 @@ def class_is_mode_free(model: SemanticModel, cls: ClassInfo, depth: int = 0) -> 
             local is not None and class_is_mode_free(model, local, depth + 1)
         ):
             return False
-    nodes = list(descendants(cls.node.body))
     # Whole names only (``self.lstm``, not its ``lstm``), and not the called
-    # ones, which ``_call_is_mode_free`` judges.
-    skipped = {n.func for n in nodes if isinstance(n, cst.Call)}
-    skipped |= {n.attr for n in nodes if isinstance(n, cst.Attribute)}
-    for node in nodes:
-        if isinstance(node, cst.Name | cst.Attribute) and node not in skipped:
-            if _names_mode_dependent(dotted_name(node) or "") or _switches_mode(node):
+    # ones, which ``_call_is_mode_free`` judges. A call or an attribute comes
+    # before its parts in the walk, so they are skipped before they are seen.
+    # (Exact types: isinstance goes through ABCMeta, and this walks whole classes.)
+    skipped: set[cst.CSTNode] = set()
+    for node in descendants(cls.node.body):
+        if type(node) is cst.Call:
+            skipped.add(node.func)
+            if not _call_is_mode_free(model, cls, node, depth):
                 return False
-        elif isinstance(node, cst.Call) and not _call_is_mode_free(model, cls, node, depth):
+            continue
+        if type(node) is cst.Attribute:
+            skipped.add(node.attr)
+        elif type(node) is not cst.Name:
+            continue
+        if node not in skipped and (
+            _names_mode_dependent(dotted_name(node) or "") or _switches_mode(node)
+        ):
             return False
     return True
 

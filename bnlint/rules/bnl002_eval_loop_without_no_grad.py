@@ -50,7 +50,10 @@ class EvalLoopWithoutNoGrad(Rule):
     and pipelines (`pipeline(prompt)`, `pipe(image)`) switch autograd off themselves,
     and so does a helper of the project that runs the model under its own
     `torch.no_grad()` (`net_process(model, image)`, an RL agent's `act(state)`); a
-    tokenizer's, a loss's or a dataset's methods are not the model. A model whose
+    tokenizer's, a loss's or a dataset's methods are not the model. The grad mode
+    inside a model's `inference`, `infer`, `predict` or `sample` method is the
+    class's choice (PyG's and diffusion models' are decorated): it is read from
+    the class where bnlint sees it, and is unknown elsewhere. A model whose
     parameters the function stops requiring gradients before the loop (`for p in
     net.parameters(): p.requires_grad = False`) records no graph. A function that
     leaves autograd to its callers is quiet when no caller is visible (flake8, stdin, a
