@@ -303,18 +303,24 @@ class Program:
     cells: tuple[int, ...]  # the notebook number of each code cell, in order
     ends_with_newline: tuple[bool, ...]  # per code cell: did its source end with one
     replaced: tuple[str, ...]  # the IPython line behind placeholder n (without newline)
+    # Per code cell: the indentation IPython strips from it, and the lines it strips it from.
+    indents: tuple[str, ...]
+    dedented: tuple[frozenset[int], ...]
 
     @classmethod
     def build(cls, code_cells: list[tuple[int, str]]) -> Program:
         tag = _unused_tag("".join(source for _, source in code_cells))
         replaced: list[str] = []
-        parts = [_neutralise(_with_newline(source), tag, replaced) for _, source in code_cells]
+        cells = [_leading_indent_removed(_with_newline(source)) for _, source in code_cells]
+        parts = [_neutralise(code, tag, replaced) for code, _, _ in cells]
         return cls(
             _separator(tag).join(parts),
             tag,
             tuple(number for number, _ in code_cells),
             tuple(source == "" or source.endswith(("\n", "\r")) for _, source in code_cells),
             tuple(replaced),
+            tuple(indent for _, indent, _ in cells),
+            tuple(lines for _, _, lines in cells),
         )
 
     def layout(self, code: str) -> Layout:
@@ -331,10 +337,28 @@ class Program:
             self.cells, parts, self.ends_with_newline, strict=True
         ):
             source = placeholder.sub(lambda match: self.replaced[int(match[1])], part)
+            source = self._indented_again(number, source)
             if not had_newline and source.endswith("\n"):
                 source = source[:-1]
             sources[number] = source
         return sources
+
+    def _indented_again(self, number: int, source: str) -> str:
+        """A cell's source with the indentation IPython strips put back (fixes
+        never edit such a cell, so its lines are where they were)."""
+        cell = self.cells.index(number)
+        indent, dedented = self.indents[cell], self.dedented[cell]
+        if not indent:
+            return source
+        lines = _lines(source)
+        return "".join(
+            indent + line if index in dedented else line
+            for index, line in enumerate(lines, start=1)
+        )
+
+    def column_in_cell(self, cell: int, line: int, column: int) -> int:
+        """A column of the program's version of a cell line, in the cell's source."""
+        return column + len(self.indents[cell]) if line in self.dedented[cell] else column
 
     def to_cells(
         self, diagnostics: list[Diagnostic], code: str, notebook: Notebook
@@ -408,11 +432,12 @@ class Layout:
         separator (a syntax error at the end of a cell) goes to the end of the cell before."""
         if 1 <= line <= len(self.rows) and self.rows[line - 1] is not None:
             cell, cell_line = self.rows[line - 1]  # type: ignore[misc]
-            return cell, cell_line, column
+            return cell, cell_line, self.program.column_in_cell(cell, cell_line, column)
         for earlier in range(min(line - 1, len(self.rows)), 0, -1):
             row = self.rows[earlier - 1]
             if row is not None:
-                return row[0], row[1], self.line_lengths[earlier - 1] + 1
+                end = self.line_lengths[earlier - 1] + 1
+                return row[0], row[1], self.program.column_in_cell(row[0], row[1], end)
         return 0, 1, 1
 
     def _lines_in_cells(self, message: str, cell: int) -> str:
@@ -434,10 +459,16 @@ class Layout:
         return None if row is None else row[0]
 
     def fix_stays_in_cell(self, diagnostic: Diagnostic) -> bool:
+        """Does the fix edit only the diagnostic's cell, one whose lines are as
+        written (not one IPython dedents, whose edits would need indenting)?"""
         cell = self._cell_of(diagnostic.line)
-        return cell is not None and all(
-            self._cell_of(edit.line) == cell and self._cell_of(edit.end_line) == cell
-            for edit in diagnostic.fix.edits  # type: ignore[union-attr]
+        return (
+            cell is not None
+            and not self.program.indents[cell]
+            and all(
+                self._cell_of(edit.line) == cell and self._cell_of(edit.end_line) == cell
+                for edit in diagnostic.fix.edits  # type: ignore[union-attr]
+            )
         )
 
     def to_cell(self, diagnostic: Diagnostic, notebook: Notebook) -> Diagnostic:
@@ -496,6 +527,26 @@ _AUTOMAGIC = re.compile(
     r"|load_ext|reload_ext|autoreload|time|timeit|run|load|who|whos|reset|config|history"
     r"|precision|xmode|pylab|store|bookmark)[ \t]+(?![=(\[{:,;])\S"
 )
+
+
+def _leading_indent_removed(source: str) -> tuple[str, str, frozenset[int]]:
+    """``source`` as IPython runs it: when its first non-blank line is indented,
+    that indentation is removed from every line that starts with it (IPython's
+    ``leading_indent``). Returns the code, the indentation and the numbers of
+    the lines it was removed from."""
+    lines = _lines(source)
+    first = next((line for line in lines if line.strip()), "")
+    indent = first[: len(first) - len(first.lstrip(" \t"))]
+    if not indent:
+        return source, "", frozenset()
+    dedented = frozenset(
+        number for number, line in enumerate(lines, start=1) if line.startswith(indent)
+    )
+    code = "".join(
+        line[len(indent) :] if number in dedented else line
+        for number, line in enumerate(lines, start=1)
+    )
+    return code, indent, dedented
 
 
 def _neutralise(source: str, tag: str, replaced: list[str]) -> str:

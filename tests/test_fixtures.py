@@ -77,6 +77,8 @@ def test_bad_fixture_fix(case: Case) -> None:
     [
         ("BNL001/bad_mode_free_model_latent.py", Severity.WARNING),
         ("BNL001/bad_lstm_without_dropout_latent.py", Severity.WARNING),
+        ("BNL001/bad_layer_in_a_variable_latent.py", Severity.WARNING),
+        ("BNL001/bad_rebound_by_to_device_latent.py", Severity.WARNING),
         ("BNL001/bad_lstm_with_dropout.py", Severity.ERROR),
         ("BNL003/bad_mode_free_model_latent.py", Severity.WARNING),
         ("BNL001/bad_indexed_validation_inside_epoch_loop.py", Severity.ERROR),

@@ -145,9 +145,10 @@ def test_a_syntax_error_names_lines_of_its_cell() -> None:
 
 
 def test_a_block_does_not_run_on_into_the_next_cell() -> None:
-    # Jupyter runs each cell on its own: an indented cell after a loop is an error.
-    found = codes(notebook("for i in range(3):\n    pass", "    model.eval"))
-    assert found == [(2, 1, "BNL901")]
+    # Jupyter runs each cell on its own: a loop without a body is an error, even
+    # when the next cell is indented (IPython strips that cell's indentation).
+    found = codes(notebook("for i in range(3):", "    model.eval"))
+    assert found == [(1, 1, "BNL901")]
 
 
 def test_notebooks_in_other_languages_are_skipped() -> None:
@@ -266,6 +267,23 @@ def test_fix_restores_magics_and_keeps_cells_apart() -> None:
         "text",
         ["for batch in loader:\n", "    %time step(batch)\n", "    model.train()"],
     ]
+
+
+def test_a_cell_indented_as_a_whole_runs_as_ipython_dedents_it() -> None:
+    """IPython strips the first line's indentation from every line that has it:
+    such a cell is no syntax error. Its findings keep the cell's columns, it gets
+    no fix (an edit would need re-indenting), and fixing the others leaves it be."""
+    indented = ["\n", "  # on the GPU\n", "  model.eval\n", "\n", "  y = model(x)\n"]
+    text = notebook("import torch", indented, "model.train")
+    found = lint_notebook(text, "n.ipynb", Config())
+    assert [(d.extra["cell"], d.line, d.column, d.code) for d in found] == [
+        (2, 3, 3, "BNL004"),
+        (3, 1, 1, "BNL004"),
+    ]
+    assert found[0].fix is None and found[1].fix is not None
+    outcome = fix_notebook(text, "n.ipynb", Config())
+    sources = [cell["source"] for cell in json.loads(outcome.text)["cells"]]
+    assert sources == ["import torch", indented, "model.train()"]
 
 
 def cross_cell_linter(fix_line: int):

@@ -40,15 +40,15 @@ def is_mode_free(
     builds ``nn.Linear`` and ``nn.ReLU``: training mode changes nothing. A
     parameter is mode-free when every call of its function in the file passes
     such a model."""
-    values = assigned_values(model, key, scope)
+    if depth > _MAX_DEPTH:
+        return False
+    # ``model = model.to(device)`` moves the module the name already holds.
+    values = [v for v in assigned_values(model, key, scope) if dotted_name(without_moves(v)) != key]
     if values:
-        return all(_built_mode_free(model, v, 0) for v in values)
-    passed = _passed_for(model, key, scope) if depth < _MAX_DEPTH else []
+        return all(_built_mode_free(model, v, scope, depth) for v in values)
+    passed = _passed_for(model, key, scope)
     return bool(passed) and all(
-        _built_mode_free(model, value, 0)
-        or (name is not None and is_mode_free(model, name, caller, depth + 1))
-        for value, caller in passed
-        for name in [dotted_name(without_moves(value))]
+        _built_mode_free(model, value, caller, depth) for value, caller in passed
     )
 
 
@@ -68,13 +68,18 @@ def _passed_for(
     return passed
 
 
-def _built_mode_free(model: SemanticModel, value: cst.BaseExpression, depth: int) -> bool:
+def _built_mode_free(
+    model: SemanticModel, value: cst.BaseExpression, scope: FunctionInfo | None, depth: int
+) -> bool:
     value = without_moves(value)
+    if isinstance(value, cst.Name | cst.Attribute):  # a layer in a variable: ``act = nn.ReLU()``
+        name = dotted_name(value)
+        return name is not None and is_mode_free(model, name, scope, depth + 1)
     if not isinstance(value, cst.Call) or depth > _MAX_DEPTH:
         return False
     qualified = model.qualname(value.func) or ""
     if qualified == "torch.nn.Sequential":
-        return all(_built_mode_free(model, arg.value, depth + 1) for arg in value.args)
+        return all(_built_mode_free(model, arg.value, scope, depth + 1) for arg in value.args)
     if qualified:
         return _torch_layer_is_mode_free(qualified, value)
     local = model.class_named(value.func)
@@ -111,7 +116,9 @@ def class_is_mode_free(model: SemanticModel, cls: ClassInfo, depth: int = 0) -> 
     for node in descendants(cls.node.body):
         if type(node) is cst.Call:
             skipped.add(node.func)
-            if not _call_is_mode_free(model, cls, node, depth):
+            if type(node.func) is cst.Name and node.func.value == "super":
+                skipped.update(arg.value for arg in node.args)  # ``super(RNN, self)``
+            elif not _call_is_mode_free(model, cls, node, depth):
                 return False
             continue
         if type(node) is cst.Attribute:

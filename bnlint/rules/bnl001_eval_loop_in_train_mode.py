@@ -13,6 +13,7 @@ from bnlint.rules.base import Finding, FixPlan, Rule
 from bnlint.rules.mode_fixes import (
     MODE_RULE_TRIGGERS,
     TRAIN_MODE_HARM,
+    bound_within,
     latent_only,
     line_before,
     loop_anchor,
@@ -153,6 +154,8 @@ def _fix(
     statement: cst.CSTNode,
     loops: tuple[cst.CSTNode, ...],
 ) -> FixPlan | None:
+    if bound_within(analysis.model, key, statement, flow.scope):
+        return None  # the loop builds the model: there is no line before it to fix
     safe = not analysis.belongs_to_caller(key, flow.scope) and not analysis.trained_after(
         flow, key, statement, loops
     )

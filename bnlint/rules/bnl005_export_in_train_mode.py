@@ -4,7 +4,7 @@ import re
 from collections.abc import Iterator
 
 from bnlint.analysis.flow import ModeUse
-from bnlint.analysis.loops import is_unit_test
+from bnlint.analysis.loops import is_test_file, is_unit_test
 from bnlint.analysis.mode_free import is_mode_free
 from bnlint.analysis.model import SemanticModel
 from bnlint.analysis.modes import FunctionFlow
@@ -46,8 +46,8 @@ class ExportInTrainMode(Rule):
     where we can see it, only from torch layers without dropout or norm statistics
     (a class of the file with `nn.Linear` and `nn.ReLU`): its graph is the same in
     both modes. `torch.jit.script` keeps the mode switchable and is not reported.
-    Neither is an export in a unit test: it compares the trace with the module
-    in the same mode, and ships no graph.
+    Neither is an export in a test file or a unit test: it compares the trace
+    with the module in the same mode, and ships no graph.
     Models of unknown mode (a parameter without visible callers, a model handed to
     code bnlint does not know) are never reported.
 
@@ -67,7 +67,7 @@ class ExportInTrainMode(Rule):
     def check(self, model: SemanticModel) -> Iterator[Finding]:
         analysis = model.modes
         for flow, export in analysis.exports():
-            if export.fact is None or not export.fact.is_train or is_unit_test(model, flow.scope):
+            if export.fact is None or not export.fact.is_train or _in_tests(model, flow):
                 continue
             if _traced_for_training(model, flow, export) or is_mode_free(
                 model, export.key, flow.scope
@@ -84,7 +84,7 @@ class ExportInTrainMode(Rule):
                 line_before(export.statement, f"{export.key}.eval()", safe, "Call `.eval()` first"),
             )
         for flow, need in analysis.broken_needs(Need.EXPORT):
-            if is_mode_free(model, need.key, flow.scope) or is_unit_test(model, flow.scope):
+            if is_mode_free(model, need.key, flow.scope) or _in_tests(model, flow):
                 continue
             requirement = need.requirement
             callee = need.callee.rsplit(".", 1)[-1]
@@ -98,6 +98,11 @@ class ExportInTrainMode(Rule):
                 f"call `{need.key}.eval()` before the call",
                 line_before(need.statement, f"{need.key}.eval()", safe, "Call `.eval()` first"),
             )
+
+
+def _in_tests(model: SemanticModel, flow: FunctionFlow) -> bool:
+    """A test file or a unit test: it traces to compare, and ships no graph."""
+    return is_test_file(model.path) or is_unit_test(model, flow.scope)
 
 
 def _traced_for_training(model: SemanticModel, flow: FunctionFlow, export: ModeUse) -> bool:

@@ -26,7 +26,8 @@ class SyntaxErrorInFile(Documented):
     quotes, `type` aliases, generic functions) is read, not reported, on 3.11.
     In notebooks, IPython's magics (`%time`, `%%capture`), shell escapes
     (`!pip install`) and automagics (`pip install` without `%`) are understood
-    and are not syntax errors.
+    and are not syntax errors, and a cell indented as a whole runs as IPython
+    runs it, with its first line's indentation taken off every line.
 
     ## Fix safety
     There is no fix: only the author knows what the code was meant to say.

@@ -6,6 +6,8 @@ import libcst as cst
 
 from bnlint.analysis.mode_free import is_mode_free
 from bnlint.analysis.model import FunctionInfo, SemanticModel
+from bnlint.analysis.names import dotted_name, target_names
+from bnlint.analysis.state import prefixes
 from bnlint.analysis.walk import descendants
 from bnlint.diagnostic import Severity
 from bnlint.rules.base import Anchor, FixPlan, NodeEdit
@@ -52,6 +54,29 @@ def line_before(statement: cst.CSTNode, text: str, safe: bool, description: str)
     if not isinstance(statement, cst.For | cst.While | cst.SimpleStatementLine | cst.With):
         return None
     return FixPlan((NodeEdit(statement, Anchor.LINE_BEFORE, text),), safe, description)
+
+
+def bound_within(
+    model: SemanticModel, key: str, statement: cst.CSTNode, scope: FunctionInfo | None
+) -> bool:
+    """Is ``key`` (or a name it hangs off) bound inside ``statement``? A line
+    before it would then name another object, or nothing yet: ``for i in
+    range(5): model = build()``, ``for model in models:``."""
+    names = set(prefixes(key))
+    within = scope.node if scope is not None else None
+    bindings = [
+        a.statement
+        for a in model.assignments
+        if a.function is scope and dotted_name(a.target) in names
+    ]
+    bindings += [
+        site.node
+        for site in model.for_loops
+        if site.function is scope
+        and isinstance(site.node, cst.For)
+        and names.intersection(target_names(site.node.target))
+    ]
+    return any(model.order.contains(statement, binding, within) for binding in bindings)
 
 
 def line_indent(model: SemanticModel, statement: cst.CSTNode) -> str:
