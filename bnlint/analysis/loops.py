@@ -58,16 +58,25 @@ def is_evaluation_function(model: SemanticModel, function: FunctionInfo | None) 
     return not is_unit_test(model, function)
 
 
-def is_unit_test(model: SemanticModel, function: FunctionInfo | None) -> bool:
-    """A ``test*`` function of a test file or a test class that the file never
-    calls: the test runner does. micronet's ``*_test.py`` scripts call their
-    ``test_*`` functions from ``__main__`` to evaluate a model."""
-    return (
-        function is not None
-        and function.name.startswith("test")
-        and _holds_unit_tests(function, model.path)
-        and not model.calls_of(function)
-    )
+def is_unit_test(
+    model: SemanticModel, function: FunctionInfo | None, _seen: frozenset[str] = frozenset()
+) -> bool:
+    """A ``test*`` function of a test file or a test class that only the test
+    runner calls, or only other unit tests (a shared ``_test_forward(self,
+    batch_size)``). micronet's ``*_test.py`` scripts call their ``test_*``
+    functions from ``__main__`` to evaluate a model."""
+    if (
+        function is None
+        or not function.name.lstrip("_").startswith("test")
+        or function.name in _seen
+        or not _holds_unit_tests(function, model.path)
+    ):
+        return False
+    seen = _seen | {function.name}
+    callers = [site.function for site in model.calls_of(function)]
+    if function.name.startswith("_"):  # a helper: a unit test only through its callers
+        return bool(callers) and all(is_unit_test(model, c, seen) for c in callers)
+    return all(is_unit_test(model, caller, seen) for caller in callers)
 
 
 def _holds_unit_tests(function: FunctionInfo, path: str) -> bool:

@@ -9,6 +9,7 @@ from bnlint.analysis.architectures import BATCH_NORM_CLASSES, contains_batch_nor
 from bnlint.analysis.effects import mode_switch
 from bnlint.analysis.flow import ModelCall
 from bnlint.analysis.frameworks import DROPOUT_LAYERS
+from bnlint.analysis.loops import is_unit_test
 from bnlint.analysis.model import SemanticModel
 from bnlint.analysis.modes import FunctionFlow
 from bnlint.analysis.names import dotted_name
@@ -52,7 +53,9 @@ class WholeModelTrainForMcDropout(Rule):
     (`loss_dict = model(images, targets)`) is a validation loss from a model that
     returns its losses only in training mode, as torchvision's detectors do (their
     BatchNorm layers are frozen); it is not reported. A model whose layers we cannot
-    see is reported, and the fix is still the safer habit.
+    see is reported, and the fix is still the safer habit. A unit test (and a helper
+    only unit tests call) puts a model in training mode to test that mode, and is not
+    reported.
 
     ## Fix safety
     The fix replaces `model.train()` with `model.eval()` followed by a loop that
@@ -72,6 +75,8 @@ class WholeModelTrainForMcDropout(Rule):
 
     def check(self, model: SemanticModel) -> Iterator[Finding]:
         for flow in model.modes.all_flows():
+            if is_unit_test(model, flow.scope):
+                continue  # it puts the model in training mode to test that mode
             reported: set[cst.Call] = set()
             for call in flow.events.model_calls.values():
                 switch = call.fact.switch
