@@ -34,22 +34,46 @@ _RECURRENT_DROPOUT_POSITION = 5
 
 
 def is_mode_free(
-    model: SemanticModel, key: str, scope: FunctionInfo | None, depth: int = 0
+    model: SemanticModel,
+    key: str,
+    scope: FunctionInfo | None,
+    depth: int = 0,
+    at: cst.CSTNode | None = None,
 ) -> bool:
     """``model = Net().to(device)`` with a class ``Net`` of this file that only
     builds ``nn.Linear`` and ``nn.ReLU``: training mode changes nothing. A
     parameter is mode-free when every call of its function in the file passes
-    such a model."""
+    such a model. ``at``: where the model runs; a name bound more than once
+    holds there what was bound last before it."""
     if depth > _MAX_DEPTH:
         return False
     # ``model = model.to(device)`` moves the module the name already holds.
     values = [v for v in assigned_values(model, key, scope) if dotted_name(without_moves(v)) != key]
+    if at is not None and len(values) > 1:
+        values = _bound_last_before(model, key, scope, at) or values
     if values:
         return all(_built_mode_free(model, v, scope, depth) for v in values)
     passed = _passed_for(model, key, scope)
     return bool(passed) and all(
         _built_mode_free(model, value, caller, depth) for value, caller in passed
     )
+
+
+def _bound_last_before(
+    model: SemanticModel, key: str, scope: FunctionInfo | None, at: cst.CSTNode
+) -> list[cst.BaseExpression]:
+    """The value of the last binding of ``key`` in ``scope`` written before ``at``
+    (a move of what it holds aside), or nothing."""
+    within = scope.node if scope is not None else None
+    before = [
+        a.value
+        for a in model.assignments_by_target.get(key, ())
+        if a.function is scope
+        and a.value is not None
+        and dotted_name(without_moves(a.value)) != key
+        and model.order.starts_after(at, a.statement, within=within)
+    ]
+    return before[-1:]
 
 
 def _passed_for(

@@ -404,8 +404,24 @@ class SemanticModel:
         return {c.name: c for c in self.classes}
 
     def class_named(self, expr: cst.BaseExpression) -> ClassInfo | None:
-        """The class of this file that ``expr`` (``Net``, a call's func) names."""
-        return self.classes_by_name.get(dotted_name(expr) or "")
+        """The class of this file that ``expr`` (``Net``, a call's func) names. A
+        name defined twice (a notebook's exercise, then its solution) names the
+        last definition before ``expr``."""
+        definitions = self._class_definitions.get(dotted_name(expr) or "")
+        if not definitions:
+            return None
+        if len(definitions) == 1:
+            return definitions[0]
+        before = [c for c in definitions if self.order.starts_after(expr, c.node)]
+        return before[-1] if before else definitions[-1]
+
+    @cached_property
+    def _class_definitions(self) -> dict[str, list[ClassInfo]]:
+        """Each class name's definitions, in source order."""
+        found: dict[str, list[ClassInfo]] = {}
+        for cls in self.classes:
+            found.setdefault(cls.name, []).append(cls)
+        return found
 
     @cached_property
     def module_classes(self) -> frozenset[ClassInfo]:

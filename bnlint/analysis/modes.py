@@ -530,7 +530,7 @@ class ModeAnalysis:
             is_module = self._project_class(qualname)
             if is_module is not None:
                 return (_built_module(call, state) if is_module else None), None
-        local_class = self._classes_by_name.get(dotted_name(func) or "")
+        local_class = self.model.class_named(func)
         if local_class is not None:
             if local_class not in self.model.module_classes or _is_plain_loss(
                 self.model, local_class

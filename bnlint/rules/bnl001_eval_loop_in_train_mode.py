@@ -108,7 +108,7 @@ class EvalLoopInTrainMode(Rule):
             yield from self._loops(analysis, flow)
         for flow, need in analysis.broken_needs(Need.EVAL):
             requirement = need.requirement
-            severity = latent_only(model, need.key, flow.scope)
+            severity = latent_only(model, need.key, flow.scope, at=need.node)
             if severity is not None and is_unit_test(model, flow.scope):
                 continue  # a test's stand-in module
             yield Finding(
@@ -133,7 +133,7 @@ class EvalLoopInTrainMode(Rule):
             if (loop.node, call.key) in reported:
                 continue
             reported.add((loop.node, call.key))
-            severity = latent_only(analysis.model, call.key, flow.scope)
+            severity = latent_only(analysis.model, call.key, flow.scope, at=call.node)
             yield Finding(
                 loop_anchor(loop.node),
                 f"`{call.key}` is in training mode in this {evaluation.why}{where}: "

@@ -30,11 +30,13 @@ LINE_BREAKS = "\r\n"
 TRAIN_MODE_HARM = "BatchNorm uses batch statistics and updates its running stats, dropout is active"
 
 
-def latent_only(model: SemanticModel, key: str, scope: FunctionInfo | None) -> Severity | None:
+def latent_only(
+    model: SemanticModel, key: str, scope: FunctionInfo | None, at: cst.CSTNode | None = None
+) -> Severity | None:
     """A warning, not an error, for a model we can see runs the same in both
     modes (no dropout, no norm statistics): the wrong mode changes nothing yet,
-    only once such a layer is added."""
-    return Severity.WARNING if is_mode_free(model, key, scope) else None
+    only once such a layer is added. ``at``: where the model runs."""
+    return Severity.WARNING if is_mode_free(model, key, scope, at=at) else None
 
 
 def loop_anchor(loop: cst.CSTNode) -> cst.CSTNode:
