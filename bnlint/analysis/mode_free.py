@@ -16,7 +16,7 @@ from bnlint.analysis.effects import without_moves
 from bnlint.analysis.frameworks import torch_layer
 from bnlint.analysis.model import ClassInfo, FunctionInfo, SemanticModel
 from bnlint.analysis.names import dotted_name
-from bnlint.analysis.values import assigned_values
+from bnlint.analysis.values import assigned_values, bound_before
 from bnlint.analysis.walk import descendants
 
 # Layers and functions whose result depends on the mode: dropout in all its
@@ -50,30 +50,14 @@ def is_mode_free(
     # ``model = model.to(device)`` moves the module the name already holds.
     values = [v for v in assigned_values(model, key, scope) if dotted_name(without_moves(v)) != key]
     if at is not None and len(values) > 1:
-        values = _bound_last_before(model, key, scope, at) or values
+        bound = [a.value for a in bound_before(model, key, scope, at) if a.value in values]
+        values = bound[-1:] or values
     if values:
         return all(_built_mode_free(model, v, scope, depth) for v in values)
     passed = _passed_for(model, key, scope)
     return bool(passed) and all(
         _built_mode_free(model, value, caller, depth) for value, caller in passed
     )
-
-
-def _bound_last_before(
-    model: SemanticModel, key: str, scope: FunctionInfo | None, at: cst.CSTNode
-) -> list[cst.BaseExpression]:
-    """The value of the last binding of ``key`` in ``scope`` written before ``at``
-    (a move of what it holds aside), or nothing."""
-    within = scope.node if scope is not None else None
-    before = [
-        a.value
-        for a in model.assignments_by_target.get(key, ())
-        if a.function is scope
-        and a.value is not None
-        and dotted_name(without_moves(a.value)) != key
-        and model.order.starts_after(at, a.statement, within=within)
-    ]
-    return before[-1:]
 
 
 def _passed_for(

@@ -13,7 +13,7 @@ import libcst as cst
 
 from bnlint.analysis.effects import PARAMETER_ATTRIBUTES, without_moves
 from bnlint.analysis.frameworks import MODEL_FACTORIES, is_torch_module_class
-from bnlint.analysis.model import FunctionInfo, SemanticModel
+from bnlint.analysis.model import Assignment, FunctionInfo, SemanticModel
 from bnlint.analysis.names import dotted_name
 
 
@@ -101,14 +101,22 @@ def values_at(
     values = assigned_values(model, name, scope)
     if scope is None or len(values) < 2:
         return values
-    before = [
-        assignment.value
+    return [a.value for a in bound_before(model, name, scope, use)][-1:] or values
+
+
+def bound_before(
+    model: SemanticModel, name: str, scope: FunctionInfo | None, use: cst.CSTNode
+) -> list[Assignment]:
+    """The assignments of a value to ``name`` in ``scope`` (None: the module body)
+    written before ``use``, in source order."""
+    within = scope.node if scope is not None else None
+    return [
+        assignment
         for assignment in model.assignments_by_target.get(name, ())
         if assignment.function is scope
         and assignment.value is not None
-        and model.order.starts_after(use, assignment.statement, within=scope.node)
+        and model.order.starts_after(use, assignment.statement, within=within)
     ]
-    return before[-1:] or values
 
 
 def _kind_of_value(model: SemanticModel, value: cst.BaseExpression) -> Kind | None:
